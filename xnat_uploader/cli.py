@@ -1,0 +1,44 @@
+"""The ``xnat-uploader`` command: the GUI by default, sub-commands over the same core."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from xnat_uploader import __version__, log, paths
+from xnat_uploader.commands import COMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xnat-uploader", description="Upload DICOM folders to XNAT.")
+    parser.add_argument("--version", action="version", version=f"xnat-uploader {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--dev-config", metavar="DIR", help="keep settings, queue and logs under DIR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"xnat_uploader.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*argv, "gui"])
+    if args.dev_config:
+        paths.set_base(args.dev_config)
+    log.setup(verbose=args.verbose)
+    module = importlib.import_module(f"xnat_uploader.commands.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

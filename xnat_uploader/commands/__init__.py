@@ -1,0 +1,6 @@
+"""Sub-commands of ``xnat-uploader``. Each module has ``register(subparsers)`` and ``run(args) -> int``.
+
+To add a command, write a module here and list it in ``COMMANDS``.
+"""
+
+COMMANDS = ["gui"]

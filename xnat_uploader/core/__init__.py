@@ -1,0 +1,1 @@
+"""The application's engine: no Qt here (checked by import-linter)."""

@@ -1,0 +1,1 @@
+"""DICOM scanning, indexing, pre-flight checks and header preview data."""

@@ -1,0 +1,1 @@
+"""Persistent upload queue (SQLite) and its runner."""

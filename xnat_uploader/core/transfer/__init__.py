@@ -1,0 +1,1 @@
+"""Upload transports (DICOM-zip, gradual-DICOM, C-STORE) behind one interface."""

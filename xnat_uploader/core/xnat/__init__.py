@@ -1,0 +1,1 @@
+"""XNAT REST client: sessions, listings, import service, prearchive, archive, resources."""
