@@ -1,0 +1,349 @@
+"""The persistent upload queue: jobs, per-file and per-batch state, history, in one SQLite file.
+
+Every acknowledged file or batch is committed at once (WAL, ``synchronous=NORMAL``): a process
+killed at any point loses nothing that the server acknowledged and was recorded, so a restart
+sends only the rest. One connection is shared behind a lock; any thread may call any method.
+Several processes (the GUI and a CLI) may open the same file: SQLite's locking serialises them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMMITTING = "committing"
+    VERIFYING = "verifying"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+# Jobs in these states were interrupted (crash, quit) and resume on the next start.
+RESUMABLE = (JobState.QUEUED, JobState.RUNNING, JobState.COMMITTING, JobState.VERIFYING)
+
+
+class FileState(str, Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    REJECTED = "rejected"  # refused by the server for good (e.g. not DICOM); never re-sent
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What to upload where. Never holds a password."""
+
+    server_url: str
+    user: str
+    project: str
+    subject: str
+    session_label: str
+    mode: str = "zip"
+    study_uid: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    path: str
+    size: int
+    sop_uid: str = ""
+    series_uid: str = ""
+    member: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    spec: JobSpec
+    state: JobState
+    created: float
+    updated: float
+    message: str
+    hint: str
+    uri: str
+    receipt: str
+    files_total: int
+    bytes_total: int
+    files_sent: int
+    bytes_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    id: int
+    job_id: int
+    path: str
+    member: str
+    size: int
+    sop_uid: str
+    series_uid: str
+    state: FileState
+    batch: int | None
+    attempts: int
+    sha256: str
+    message: str
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    server_url TEXT NOT NULL, user TEXT NOT NULL, project TEXT NOT NULL, subject TEXT NOT NULL,
+    session_label TEXT NOT NULL, mode TEXT NOT NULL, study_uid TEXT NOT NULL, options TEXT NOT NULL,
+    state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+    message TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
+    uri TEXT NOT NULL DEFAULT '', receipt TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    path TEXT NOT NULL, member TEXT NOT NULL, size INTEGER NOT NULL,
+    sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL,
+    state TEXT NOT NULL, batch INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS files_job_state ON files(job_id, state);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    time REAL NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL
+);
+"""
+
+_JOB_COLS = (
+    "id, server_url, user, project, subject, session_label, mode, study_uid, options, state, created, updated, "
+    "message, hint, uri, receipt"
+)
+_FILE_COLS = "id, job_id, path, member, size, sop_uid, series_uid, state, batch, attempts, sha256, message"
+
+
+class QueueStore:
+    """The queue database. Open one per process; share it between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"the queue database {self.path.name} is from a newer xnat-uploader (v{version})")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> QueueStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def add_job(self, spec: JobSpec, files: Iterable[FileSpec]) -> int:
+        """Store a new job and its files in one transaction. Returns the job id."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO jobs (server_url, user, project, subject, session_label, mode, study_uid, options,"
+                    " state, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        spec.server_url,
+                        spec.user,
+                        spec.project,
+                        spec.subject,
+                        spec.session_label,
+                        spec.mode,
+                        spec.study_uid,
+                        json.dumps(spec.options, sort_keys=True),
+                        JobState.QUEUED.value,
+                        now,
+                        now,
+                    ),
+                )
+                job_id = int(cur.lastrowid or 0)
+                self._db.executemany(
+                    "INSERT INTO files (job_id, path, member, size, sop_uid, series_uid, state) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        (job_id, f.path, f.member, f.size, f.sop_uid, f.series_uid, FileState.PENDING.value)
+                        for f in files
+                    ),
+                )
+                self._db.execute(
+                    "INSERT INTO history (job_id, time, event, detail) VALUES (?,?,?,?)", (job_id, now, "added", "")
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return job_id
+
+    def set_state(self, job_id: int, state: JobState, message: str = "", hint: str = "") -> None:
+        """Change a job's state; ``message``/``hint`` say why (shown to the user, never secrets)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET state=?, message=?, hint=?, updated=? WHERE id=?",
+                (state.value, message, hint, now, job_id),
+            )
+            self._db.execute(
+                "INSERT INTO history (job_id, time, event, detail) VALUES (?,?,?,?)",
+                (job_id, now, state.value, message),
+            )
+
+    def set_uri(self, job_id: int, uri: str) -> None:
+        self._write("UPDATE jobs SET uri=?, updated=? WHERE id=?", (uri, time.time(), job_id))
+
+    def set_receipt(self, job_id: int, receipt_path: str) -> None:
+        self._write("UPDATE jobs SET receipt=?, updated=? WHERE id=?", (receipt_path, time.time(), job_id))
+
+    def log(self, job_id: int, event: str, detail: str = "") -> None:
+        self._write(
+            "INSERT INTO history (job_id, time, event, detail) VALUES (?,?,?,?)", (job_id, time.time(), event, detail)
+        )
+
+    def assign_batches(self, job_id: int, batches: Sequence[Sequence[int]]) -> None:
+        """Record which batch each file belongs to (numbered from 0), so a restart re-sends whole batches."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "UPDATE files SET batch=? WHERE id=? AND job_id=?",
+                    ((n, file_id, job_id) for n, ids in enumerate(batches) for file_id in ids),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def mark_sent(self, job_id: int, file_ids: Sequence[int], sha256: Sequence[str] | None = None) -> None:
+        """Record files the server acknowledged (one transaction, committed before returning)."""
+        digests = list(sha256) if sha256 is not None else [""] * len(file_ids)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "UPDATE files SET state=?, sha256=CASE WHEN ?='' THEN sha256 ELSE ? END, attempts=attempts+1,"
+                    " message='' WHERE id=? AND job_id=?",
+                    ((FileState.SENT.value, d, d, i, job_id) for i, d in zip(file_ids, digests, strict=True)),
+                )
+                self._db.execute("UPDATE jobs SET updated=? WHERE id=?", (time.time(), job_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def mark_failed(self, job_id: int, file_ids: Sequence[int], message: str, permanent: bool = False) -> None:
+        """Record a failed attempt; ``permanent`` files are rejected and never re-sent."""
+        state = FileState.REJECTED if permanent else FileState.FAILED
+        with self._lock:
+            self._db.executemany(
+                "UPDATE files SET state=?, attempts=attempts+1, message=? WHERE id=? AND job_id=?",
+                ((state.value, message, i, job_id) for i in file_ids),
+            )
+
+    def reset_files(self, job_id: int, file_ids: Sequence[int] | None = None) -> None:
+        """Mark files pending again (``None``: every file of the job), e.g. to re-send what verify found missing."""
+        with self._lock:
+            if file_ids is None:
+                self._db.execute(
+                    "UPDATE files SET state=?, message='' WHERE job_id=?", (FileState.PENDING.value, job_id)
+                )
+            else:
+                self._db.executemany(
+                    "UPDATE files SET state=?, message='' WHERE id=? AND job_id=?",
+                    ((FileState.PENDING.value, i, job_id) for i in file_ids),
+                )
+
+    def remove_job(self, job_id: int) -> None:
+        self._write("DELETE FROM jobs WHERE id=?", (job_id,))
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def job(self, job_id: int) -> JobRow:
+        rows = self._jobs("WHERE j.id=?", (job_id,))
+        if not rows:
+            raise KeyError(job_id)
+        return rows[0]
+
+    def jobs(self, states: Iterable[JobState] | None = None) -> list[JobRow]:
+        """All jobs (oldest first), or those in ``states``."""
+        if states is None:
+            return self._jobs("", ())
+        values = [s.value for s in states]
+        return self._jobs(f"WHERE j.state IN ({','.join('?' * len(values))})", values)
+
+    def resumable_jobs(self) -> list[JobRow]:
+        """Jobs interrupted by a crash or a quit: they should run again on start."""
+        return self.jobs(RESUMABLE)
+
+    def _jobs(self, where: str, args: Sequence[Any]) -> list[JobRow]:
+        cols = ", ".join(f"j.{c.strip()}" for c in _JOB_COLS.split(","))
+        rows = self._read(
+            f"SELECT {cols}, COUNT(f.id), COALESCE(SUM(f.size),0),"
+            f" COALESCE(SUM(f.state='sent'),0), COALESCE(SUM(CASE WHEN f.state='sent' THEN f.size ELSE 0 END),0)"
+            f" FROM jobs j LEFT JOIN files f ON f.job_id=j.id {where} GROUP BY j.id ORDER BY j.id",
+            args,
+        )
+        out = []
+        for r in rows:
+            spec = JobSpec(r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
+            out.append(JobRow(r[0], spec, JobState(r[9]), r[10], r[11], r[12], r[13], r[14], r[15], *r[16:20]))
+        return out
+
+    def files(self, job_id: int, states: Iterable[FileState] | None = None) -> list[FileRow]:
+        """The job's files in the order they were added, optionally only those in ``states``."""
+        if states is None:
+            rows = self._read(f"SELECT {_FILE_COLS} FROM files WHERE job_id=? ORDER BY id", (job_id,))
+        else:
+            values = [s.value for s in states]
+            rows = self._read(
+                f"SELECT {_FILE_COLS} FROM files WHERE job_id=? AND state IN ({','.join('?' * len(values))})"
+                " ORDER BY id",
+                (job_id, *values),
+            )
+        return [FileRow(*r[:7], FileState(r[7]), *r[8:]) for r in rows]  # type: ignore[misc]
+
+    def unsent_files(self, job_id: int) -> list[FileRow]:
+        """Files still to send: pending or failed (not rejected)."""
+        return self.files(job_id, (FileState.PENDING, FileState.FAILED))
+
+    def history(self, job_id: int) -> list[tuple[float, str, str]]:
+        return [
+            tuple(r)
+            for r in self._read(  # type: ignore[misc]
+                "SELECT time, event, detail FROM history WHERE job_id=? ORDER BY id", (job_id,)
+            )
+        ]
