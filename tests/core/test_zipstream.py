@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import threading
@@ -60,6 +61,8 @@ def test_stored_archive_has_exact_length_and_round_trips(tmp_path, monkeypatch):
     sequential = read_sequentially(data)
     assert list(sequential) == [m.arcname for m in members]
     assert stream.crcs[members[-1].arcname] == zlib.crc32((tmp_path / "f6.dcm").read_bytes())
+    for i, m in enumerate(members):
+        assert stream.sha256[m.arcname] == hashlib.sha256((tmp_path / f"f{i}.dcm").read_bytes()).hexdigest()
 
 
 def test_deflated_archive_has_no_length_but_reads_back(tmp_path):

@@ -16,6 +16,7 @@ Archives stay below the ZIP64 limits (4 GiB, 65,535 entries): callers split batc
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
@@ -119,6 +120,7 @@ class ZipStream:
         self.cancel = cancel
         self.sent = 0
         self.crcs: dict[str, int] = {}
+        self.sha256: dict[str, str] = {}  # arcname -> hex digest of the bytes sent, for the receipt
         self._length = stored_length(self.members) if compress_level is None else None
         if self._length is not None and self._length > MAX_ARCHIVE_BYTES:
             raise ValueError("archive would exceed 4 GiB: split the batch")
@@ -189,15 +191,19 @@ class ZipStream:
         try:
             if self.compress_level is not None:
                 data = self._read_all(member)
+                self.sha256[member.arcname] = hashlib.sha256(data).hexdigest()
                 packer = zlib.compressobj(self.compress_level, zlib.DEFLATED, -15)
                 packed = packer.compress(data) + packer.flush()
                 return zlib.crc32(data), [packed], len(packed), 8
             if member.size <= SMALL_MEMBER:
                 data = self._read_all(member)
+                self.sha256[member.arcname] = hashlib.sha256(data).hexdigest()
                 return zlib.crc32(data), [data], member.size, 0
-            crc = 0
+            crc, digest = 0, hashlib.sha256()
             for chunk in self._read_chunks(member):
                 crc = zlib.crc32(chunk, crc)
+                digest.update(chunk)
+            self.sha256[member.arcname] = digest.hexdigest()
             return crc, self._read_chunks(member), member.size, 0
         except OSError as exc:
             raise SourceChanged(
