@@ -1,0 +1,133 @@
+"""``xnat-uploader prearchive list|archive|move|delete``: review and act on the server's prearchive."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from xnat_uploader.commands._connect import EXIT_FAIL, EXIT_OK, add_server_args, connect, report
+from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.xnat import ArchiveOverwrite, PrearchiveRef, XnatClient
+from xnat_uploader.core.xnat.models import PrearchiveSession
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("prearchive", help="list, archive, move or delete prearchive sessions")
+    actions = p.add_subparsers(dest="prearchive_action", metavar="ACTION", required=True)
+
+    ls = actions.add_parser("list", help="list prearchive sessions")
+    ls.add_argument("--project", help="only this project (Unassigned for unassigned sessions)")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_server_args(ls)
+
+    session_help = "a session as listed: PROJECT/TIMESTAMP/FOLDER or /prearchive/projects/PROJECT/TIMESTAMP/FOLDER"
+
+    ar = actions.add_parser("archive", help="archive prearchive sessions")
+    ar.add_argument("sessions", nargs="+", metavar="SESSION", help=session_help)
+    ar.add_argument("--subject", help="archive under this subject label (one session only)")
+    ar.add_argument("--label", help="archive with this session label (one session only)")
+    ar.add_argument(
+        "--overwrite",
+        nargs="?",
+        const="append",
+        choices=[o.value for o in ArchiveOverwrite],
+        help="merge into an existing session (append; 'delete' also allows replacing data)",
+    )
+    add_server_args(ar)
+
+    mv = actions.add_parser("move", help="move prearchive sessions to another project")
+    mv.add_argument("sessions", nargs="+", metavar="SESSION", help=session_help)
+    mv.add_argument("--to-project", required=True, metavar="PROJECT", help="the destination project ID")
+    add_server_args(mv)
+
+    rm = actions.add_parser("delete", help="delete prearchive sessions")
+    rm.add_argument("sessions", nargs="+", metavar="SESSION", help=session_help)
+    rm.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_server_args(rm)
+
+
+def parse_session(text: str) -> PrearchiveRef:
+    """``P/TS/FOLDER`` or any prearchive URI -> :class:`PrearchiveRef`."""
+    text = text.strip()
+    if "/prearchive/" in text:
+        return PrearchiveRef.parse(text)
+    parts = [p for p in text.split("/") if p]
+    if len(parts) != 3:
+        raise UserError(f"'{text}' is not a prearchive session.", "Use PROJECT/TIMESTAMP/FOLDER as 'list' shows it.")
+    return PrearchiveRef(*parts)
+
+
+def _short(ref: PrearchiveRef) -> str:
+    return f"{ref.project}/{ref.timestamp}/{ref.folder}"
+
+
+def run(args: argparse.Namespace) -> int:
+    doing = {"list": "Listing", "archive": "Archiving", "move": "Moving", "delete": "Deleting"}
+    action = args.prearchive_action
+    try:
+        refs = [parse_session(s) for s in getattr(args, "sessions", [])]
+        if action == "archive" and (args.subject or args.label) and len(refs) != 1:
+            raise UserError("--subject and --label apply to one session at a time.", "Archive the others separately.")
+        if action == "delete" and not args.yes and not _confirm(refs):
+            print("Nothing deleted.")
+            return EXIT_FAIL
+        client = connect(args)
+    except (UserError, ValueError) as exc:
+        err = exc if isinstance(exc, UserError) else UserError(str(exc), "Use PROJECT/TIMESTAMP/FOLDER.")
+        return report(err, doing[action])
+    with client:
+        if action == "list":
+            return _list(client, args)
+        return _act(client, args, refs, doing[action])
+
+
+def _list(client: XnatClient, args: argparse.Namespace) -> int:
+    try:
+        sessions = client.prearchive(args.project)
+    except UserError as exc:
+        return report(exc, "Listing")
+    if args.json:
+        print(json.dumps([s.as_dict() for s in sessions], indent=2))
+        return EXIT_OK
+    if not sessions:
+        print("The prearchive is empty." if not args.project else f"No prearchive sessions in {args.project}.")
+        return EXIT_OK
+    _table(sessions)
+    return EXIT_OK
+
+
+def _table(sessions: list[PrearchiveSession]) -> None:
+    headers = ("SESSION", "SUBJECT", "LABEL", "STATUS", "UPLOADED")
+    rows = [(_short(s.ref), s.subject, s.name, s.status, s.uploaded.split(".")[0]) for s in sessions]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _act(client: XnatClient, args: argparse.Namespace, refs: list[PrearchiveRef], doing: str) -> int:
+    failures = 0
+    for ref in refs:
+        try:
+            if args.prearchive_action == "archive":
+                overwrite = ArchiveOverwrite(args.overwrite) if args.overwrite else None
+                result = client.archive(ref, subject=args.subject, label=args.label, overwrite=overwrite)
+                print(f"Archived {_short(ref)} -> {result.uri}")
+            elif args.prearchive_action == "move":
+                new = client.move(ref, args.to_project)
+                print(f"Moved {_short(ref)} -> {_short(new)}")
+            else:
+                client.delete(ref)
+                print(f"Deleted {_short(ref)}")
+        except UserError as exc:
+            failures += 1
+            report(exc, f"{doing} {_short(ref)}")
+    return EXIT_FAIL if failures else EXIT_OK
+
+
+def _confirm(refs: list[PrearchiveRef]) -> bool:
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UserError("Deleting needs confirmation.", "Add --yes to delete without being asked.")
+    names = ", ".join(_short(r) for r in refs)
+    answer = input(f"Delete {names} from the prearchive? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")

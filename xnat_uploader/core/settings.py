@@ -1,0 +1,204 @@
+"""Settings: a versioned JSON file in the config dir holding the servers (never a password).
+
+Minimal on purpose (issue 7 extends it). Writes are atomic (temp file + ``os.replace``), so a crash never
+leaves half a file. A file that cannot be read is renamed to ``settings.json.corrupt-<time>`` and defaults
+are used, with a warning for the UI.
+
+Thread-safety: :func:`load` and :func:`save` may be called from any thread; saves are serialised by a lock.
+Callers normally use them from the GUI thread only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xnat_uploader import paths
+from xnat_uploader.core.xnat.session import ConnectionOptions
+from xnat_uploader.core.xnat.transport import normalize_url
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FILE_NAME = "settings.json"
+_SECRET_KEYS = {"password", "passwd", "secret", "token", "jsessionid"}
+_save_lock = threading.Lock()
+
+
+@dataclass
+class ServerEntry:
+    """One XNAT server the user signs in to. No password here: that is in the keyring."""
+
+    url: str
+    user: str
+    name: str = ""
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        self.url = normalize_url(self.url)
+        if not self.name:
+            self.name = self.url.split("://", 1)[-1]
+
+    def connection_options(self, *, workers: int = 4, read_timeout: float | None = None) -> ConnectionOptions:
+        """Client options for this server: its TLS choices, a pool for ``workers`` parallel requests."""
+        extra = {"read_timeout": read_timeout, "connect_timeout": min(read_timeout, 10.0)} if read_timeout else {}
+        return ConnectionOptions(verify_tls=self.verify_tls, ca_bundle=self.ca_bundle, pool_size=workers, **extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "user": self.user,
+            "verify_tls": self.verify_tls,
+            "ca_bundle": self.ca_bundle,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServerEntry:
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str) or not isinstance(data.get("user"), str):
+            raise ValueError("a server needs a url and a user")
+        ca = data.get("ca_bundle")
+        return cls(
+            url=data["url"],
+            user=data["user"],
+            name=str(data.get("name") or ""),
+            verify_tls=bool(data.get("verify_tls", True)),
+            ca_bundle=str(ca) if ca else None,
+        )
+
+
+@dataclass
+class Settings:
+    """Everything the app remembers between runs (servers for now). Unknown keys of a newer version are kept."""
+
+    servers: list[ServerEntry] = field(default_factory=list)
+    current_server: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def find(self, url: str) -> ServerEntry | None:
+        key = normalize_url(url)
+        return next((s for s in self.servers if s.url == key), None)
+
+    def upsert(self, entry: ServerEntry) -> ServerEntry:
+        """Add ``entry`` or replace the entry with the same URL; returns it."""
+        for i, existing in enumerate(self.servers):
+            if existing.url == entry.url:
+                self.servers[i] = entry
+                return entry
+        self.servers.append(entry)
+        return entry
+
+    def remove(self, url: str) -> bool:
+        key = normalize_url(url)
+        before = len(self.servers)
+        self.servers = [s for s in self.servers if s.url != key]
+        if self.current_server == key:
+            self.current_server = None
+        return len(self.servers) != before
+
+    def current(self) -> ServerEntry | None:
+        """The selected server, else the only one."""
+        if self.current_server:
+            found = self.find(self.current_server)
+            if found:
+                return found
+        return self.servers[0] if len(self.servers) == 1 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        extra = {k: v for k, v in self.extra.items() if k.lower() not in _SECRET_KEYS}
+        return {
+            **extra,
+            "schema_version": SCHEMA_VERSION,
+            "servers": [s.to_dict() for s in self.servers],
+            "current_server": self.current_server,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        if not isinstance(data, dict):
+            raise ValueError("settings must be a JSON object")
+        version = data.get("schema_version", 0)
+        if not isinstance(version, int):
+            raise ValueError("schema_version must be a number")
+        servers = data.get("servers", [])
+        if not isinstance(servers, list):
+            raise ValueError("servers must be a list")
+        current = data.get("current_server")
+        known = {"schema_version", "servers", "current_server"}
+        extra = {k: v for k, v in data.items() if k not in known and k.lower() not in _SECRET_KEYS}
+        settings = cls(
+            servers=[ServerEntry.from_dict(s) for s in servers],
+            current_server=normalize_url(current) if isinstance(current, str) and current else None,
+            schema_version=version,
+            extra=extra,
+        )
+        if version > SCHEMA_VERSION:
+            settings.warnings.append(
+                f"The settings file was written by a newer version (format {version}); unknown options are kept."
+            )
+        return settings
+
+
+def settings_path() -> Path:
+    """``<config dir>/settings.json``."""
+    return paths.config_dir() / FILE_NAME
+
+
+def load(path: Path | None = None) -> Settings:
+    """Read the settings; missing file -> defaults; unreadable file -> backed up, defaults, a warning.
+
+    Warnings for the UI are in ``settings.warnings``.
+    """
+    path = path or settings_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Settings()
+    except OSError as exc:
+        settings = Settings()
+        settings.warnings.append(f"The settings file could not be read ({exc.strerror}); using defaults.")
+        return settings
+    try:
+        return Settings.from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        backup = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(path, backup)
+        except OSError:
+            backup = None  # type: ignore[assignment]
+        log.warning("Settings file is damaged (%s); backed up and replaced by defaults", type(exc).__name__)
+        settings = Settings()
+        where = f" A copy was kept as {backup.name}." if backup else ""
+        settings.warnings.append(f"The settings file was damaged and has been reset to defaults.{where}")
+        return settings
+
+
+def save(settings: Settings, path: Path | None = None) -> Path:
+    """Write the settings atomically (temp file in the same folder, then ``os.replace``). Returns the path."""
+    path = path or settings_path()
+    data = json.dumps(settings.to_dict(), indent=2, sort_keys=False) + "\n"
+    with _save_lock:
+        paths.ensure(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return path

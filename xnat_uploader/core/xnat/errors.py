@@ -1,0 +1,416 @@
+"""Typed errors of the XNAT client, and the mapping from XNAT's responses to them.
+
+Every error is a :class:`~xnat_uploader.core.errors.UserError`: ``message`` says in plain words what went
+wrong, ``hint`` what to do. ``transient`` tells the queue runner whether the same request may succeed if
+it is sent again later (connection problems, 5xx, an expired session); permanent errors are never retried.
+
+The server's own text is kept in ``detail`` (shown on demand, never logged by the client). Nothing here
+ever contains a password or a session id: the client never passes them in.
+
+All functions are pure and may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import html
+import re
+from typing import TYPE_CHECKING
+
+from xnat_uploader.core.errors import UserError
+
+if TYPE_CHECKING:
+    import requests
+
+
+class XnatError(UserError):
+    """Base of every client error.
+
+    Parameters
+    ----------
+    message, hint
+        Plain-language text for the user.
+    status
+        HTTP status, or ``None`` when no response arrived.
+    detail
+        The server's message (from its HTML status page), for a "details" view.
+    """
+
+    transient: bool = False
+
+    def __init__(self, message: str, hint: str = "", *, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.detail = detail
+        self.retry_after: float | None = None  # seconds, from a 429/503 Retry-After header
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, message={self.message!r})"
+
+
+# --- connection level ---------------------------------------------------------------------------------
+
+
+class ServerUnreachableError(XnatError):
+    """No connection could be opened (DNS, refused, network down, connect time-out)."""
+
+    transient = True
+
+
+class ConnectionLostError(XnatError):
+    """The connection broke while a request or its answer was on the way."""
+
+    transient = True
+
+
+class ServerTimeoutError(XnatError):
+    """The server accepted the connection but did not answer within the read time-out."""
+
+    transient = True
+
+
+class TlsError(XnatError):
+    """The TLS handshake failed: untrusted or mismatched certificate. Retrying does not help."""
+
+
+# --- authentication -----------------------------------------------------------------------------------
+
+
+class AuthenticationError(XnatError):
+    """Wrong user name or password (or the account is locked/disabled)."""
+
+
+class SessionExpiredError(XnatError):
+    """The login session ended and could not be renewed for this request (e.g. a streamed body)."""
+
+    transient = True
+
+
+class UnexpectedResponseError(XnatError):
+    """The server answered with something that is not XNAT's API (a login page, a proxy page...)."""
+
+
+# --- request level ------------------------------------------------------------------------------------
+
+
+class BadRequestError(XnatError):
+    """XNAT rejected the request (400) for a reason not mapped to a more specific error."""
+
+
+class NotFoundError(XnatError):
+    """Something other than a project was not found (404)."""
+
+
+class ProjectAccessError(XnatError):
+    """The project does not exist or the user may not add data to it (XNAT says 404 for both)."""
+
+
+class PermissionDeniedError(XnatError):
+    """The user lacks the rights for this action (403)."""
+
+
+class NonDicomFileError(BadRequestError):
+    """A file in the upload is not DICOM, so XNAT refused the whole request."""
+
+
+class NoDicomError(BadRequestError):
+    """The upload contained no DICOM at all."""
+
+
+class UnsupportedFormatError(BadRequestError):
+    """XNAT could not tell what kind of archive the body is."""
+
+
+class MultipleSessionsError(BadRequestError):
+    """The archive held several imaging sessions where only one is allowed."""
+
+
+class SessionExistsError(XnatError):
+    """The session already exists in the archive and the request did not allow merging/overwriting."""
+
+
+class SessionLockedError(XnatError):
+    """The prearchive session is busy (being built, archived, moved); try again later."""
+
+    transient = True
+
+
+class ConcurrentSendError(XnatError):
+    """XNAT is still storing the same file from another request; sending it again later works."""
+
+    transient = True
+
+
+class ServerTooOldError(XnatError):
+    """The feature needs a newer XNAT than the server runs."""
+
+
+class ServerError(XnatError):
+    """The server failed (5xx). Usually temporary."""
+
+    transient = True
+
+
+class ArchiveFailedError(XnatError):
+    """Archiving a prearchive session failed on the server (it is left in ERROR or CONFLICT)."""
+
+
+# --- message extraction -------------------------------------------------------------------------------
+
+_H3 = re.compile(r"<h3>(.*?)</h3>", re.IGNORECASE | re.DOTALL)
+_TOMCAT_MESSAGE = re.compile(r"<b>(?:Message|Description)</b>\s*(.*?)</p>", re.IGNORECASE | re.DOTALL)
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+_MAX_DETAIL = 500
+
+
+def extract_message(body: str) -> str:
+    """The human message inside an XNAT error body (Restlet status page, Tomcat page or plain text).
+
+    >>> extract_message('<html><body><h3>Unknown importer implementation specified: X</h3></body></html>')
+    'Unknown importer implementation specified: X'
+    """
+    text = body.strip()
+    if not text:
+        return ""
+    lowered = text[:200].lower()
+    if lowered.startswith(("<html", "<!doctype")) or "<body" in lowered:
+        for pattern in (_H3, _TOMCAT_MESSAGE, _TITLE):
+            match = pattern.search(text)
+            if match and _TAG.sub("", match.group(1)).strip():
+                text = _TAG.sub("", match.group(1))
+                break
+        else:
+            text = _TAG.sub(" ", text)
+        text = html.unescape(text)
+    text = " ".join(text.split())
+    return text[:_MAX_DETAIL]
+
+
+# --- mapping ------------------------------------------------------------------------------------------
+
+_HINT_SUPPORT = "If it keeps happening, send the details to your XNAT administrator."
+
+
+def _classify_text(status: int, detail: str, project: str | None) -> XnatError | None:
+    """Errors recognised by XNAT's message text, whatever the status."""
+    low = detail.lower()
+    where = f" '{project}'" if project else ""
+    if "unable to read dicom object" in low or ("contains no sop" in low and "uid" in low):
+        name = detail.split("object", 1)[-1].strip() if "object" in detail else ""
+        return NonDicomFileError(
+            f"A file in the upload is not a readable DICOM file{': ' + name if name else ''}.",
+            "Remove non-DICOM files (reports, text files) from the upload, or allow XNAT to skip them "
+            "('ignore unparsable files', XNAT 1.8.3 or newer).",
+            status=status,
+            detail=detail,
+        )
+    if "did not include parsable files" in low:
+        return NoDicomError(
+            "The upload contains no DICOM files XNAT could read.",
+            "Check that the folder or archive holds DICOM images.",
+            status=status,
+            detail=detail,
+        )
+    if "multiple imaging sessions" in low or "only include data for one imaging session" in low:
+        return MultipleSessionsError(
+            "The upload holds more than one imaging session (study), which this kind of upload does not allow.",
+            "Upload one study at a time, or use the DICOM upload that splits studies.",
+            status=status,
+            detail=detail,
+        )
+    if low.startswith("unsupported format") or "archive file is corrupt" in low:
+        return UnsupportedFormatError(
+            "XNAT could not open the uploaded archive.",
+            "Send a .zip, .tar or .tar.gz file with a matching name or content type.",
+            status=status,
+            detail=detail,
+        )
+    if "already exists" in low or "already contains a scan" in low or "manual merge" in low or status == 409:
+        if "locked" in low:
+            return SessionLockedError(
+                "The prearchive session is busy on the server.",
+                "Wait until its status is READY and try again.",
+                status=status,
+                detail=detail,
+            )
+        return SessionExistsError(
+            "This session already exists in XNAT and the upload was not allowed to change it.",
+            "Choose another session label, or allow merging/overwriting of existing data.",
+            status=status,
+            detail=detail,
+        )
+    if "unable to archive for the prearchive session" in low:
+        # DICOM-zip with action=commit hides the archiver's reason (DicomZipImporter); the usual one is a
+        # session that already exists in the archive.
+        return ArchiveFailedError(
+            "XNAT received the files but could not archive the session (most often: it already exists).",
+            "Allow merging into the existing session, or look at the session in the prearchive for the reason.",
+            status=status,
+            detail=detail,
+        )
+    if "concurrent file sends" in low:
+        return ConcurrentSendError(
+            "XNAT is still storing the same file from another upload.",
+            "It will be sent again automatically.",
+            status=status,
+            detail=detail,
+        )
+    if "locked" in low or "operation already in progress" in low:
+        return SessionLockedError(
+            "The prearchive session is busy on the server.",
+            "Wait until its status is READY and try again.",
+            status=status,
+            detail=detail,
+        )
+    if (
+        "unable to identify project" in low
+        or "no project named" in low
+        or "does not have access to the requested project" in low
+        or "specified projects does not exist" in low
+        or "unable to modify session data for destination project" in low
+        or "invalid project tag" in low
+    ):
+        return ProjectAccessError(
+            f"The project{where} does not exist, or you may not add data to it.",
+            "Check the project ID (not its title) and ask the project owner for member or owner access.",
+            status=status,
+            detail=detail,
+        )
+    if "unassigned folder" in low:
+        return BadRequestError(
+            "Sessions in the Unassigned folder cannot be archived.",
+            "Move the session to a project first.",
+            status=status,
+            detail=detail,
+        )
+    return None
+
+
+def error_for_status(
+    status: int, body: str = "", *, project: str | None = None, action: str = "", project_404: bool = True
+) -> XnatError:
+    """Map an HTTP error answer to a typed error.
+
+    Parameters
+    ----------
+    status
+        The HTTP status (>= 300).
+    body
+        The response body as text; the message is extracted from XNAT's HTML.
+    project
+        The project the request was about, to name it in the message.
+    project_404
+        Whether a bare 404 means the project is unknown/hidden (listings of a project) rather than the
+        object itself (a prearchive session, a file).
+    action
+        A few words on what was being done ("listing subjects"), for generic messages.
+    """
+    detail = extract_message(body)
+    doing = f" while {action}" if action else ""
+    known = _classify_text(status, detail, project)
+    if known is not None:
+        return known
+    if status == 401:
+        return AuthenticationError(
+            "XNAT did not accept the user name or password.",
+            "Check them, and sign in on the XNAT web page to see whether the account is locked or expired.",
+            status=status,
+            detail=detail,
+        )
+    if status == 403:
+        return PermissionDeniedError(
+            f"You do not have permission for this{doing}.",
+            "Ask the project owner or an XNAT administrator for access.",
+            status=status,
+            detail=detail,
+        )
+    if status == 404:
+        if project is not None and project_404:
+            return ProjectAccessError(
+                f"The project '{project}' does not exist, or you may not see it.",
+                "Check the project ID (not its title) and ask the project owner for access.",
+                status=status,
+                detail=detail,
+            )
+        return NotFoundError(
+            f"XNAT could not find what was asked for{doing}.",
+            "It may have been moved, archived or deleted; refresh and try again.",
+            status=status,
+            detail=detail,
+        )
+    if status in (301, 302, 303, 307, 308):
+        return UnexpectedResponseError(
+            f"XNAT answered with an unexpected redirect{doing}.",
+            "Check the server address (https, context path such as /xnat) and that no login portal sits in front.",
+            status=status,
+            detail=detail,
+        )
+    if status >= 500 and detail.upper().startswith("FAILED"):
+        return ArchiveFailedError(
+            "XNAT could not archive the session.",
+            "Open the prearchive to see the session's status and log; fix the cause and archive again.",
+            status=status,
+            detail=detail,
+        )
+    if status >= 500 or status == 429:
+        return ServerError(
+            f"The XNAT server had a problem{doing} (HTTP {status}).",
+            "This is usually temporary; the upload will be retried. " + _HINT_SUPPORT,
+            status=status,
+            detail=detail,
+        )
+    if status == 400:
+        return BadRequestError(
+            f"XNAT refused the request{doing}: {detail or 'no reason given'}.",
+            _HINT_SUPPORT,
+            status=status,
+            detail=detail,
+        )
+    return XnatError(
+        f"XNAT answered with HTTP {status}{doing}.",
+        _HINT_SUPPORT,
+        status=status,
+        detail=detail,
+    )
+
+
+def error_for_response(
+    response: requests.Response, *, project: str | None = None, action: str = "", project_404: bool = True
+) -> XnatError:
+    """:func:`error_for_status` for a ``requests`` response (reads at most the first 64 KiB of the body)."""
+    try:
+        body = response.text[:65536]
+    except Exception:  # noqa: BLE001 - a broken body must not hide the status
+        body = ""
+    err = error_for_status(response.status_code, body, project=project, action=action, project_404=project_404)
+    err.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return err
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+def server_too_old(feature: str, needed: str, found: str | None) -> ServerTooOldError:
+    """The error for a feature the server's version does not offer."""
+    have = f"runs XNAT {found}" if found else "does not report its version"
+    return ServerTooOldError(
+        f"{feature} needs XNAT {needed} or newer; this server {have}.",
+        "Turn the option off, or ask your administrator to upgrade XNAT.",
+    )

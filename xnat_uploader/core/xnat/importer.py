@@ -1,0 +1,313 @@
+"""The import service, ``POST /data/services/import`` (xnat-api.md 3), for all five handlers.
+
+:class:`ImportOptions` holds every parameter as a typed field; :func:`import_data` sends one body (bytes, a
+path, a file object or a :class:`~xnat_uploader.core.xnat.session.StreamBody` with its exact length) and
+returns the URIs XNAT answers with.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.body import Body
+from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, parse_uri_list, project_of_uri
+from xnat_uploader.core.xnat.server_info import DIRECT_ARCHIVE_MIN, IGNORE_UNPARSABLE_MIN, ServerInfo
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.session import XnatSession
+
+log = logging.getLogger(__name__)
+
+
+class ImportHandler(str, enum.Enum):
+    """``import-handler`` values (xnat-api.md 3.2)."""
+
+    DICOM_ZIP = "DICOM-zip"
+    GRADUAL_DICOM = "gradual-DICOM"
+    SI = "SI"
+    XAR = "XAR"
+    INBOX = "inbox"
+
+
+class Overwrite(str, enum.Enum):
+    """``overwrite`` on the importer. Leave it ``None`` to forbid merging into an archived session.
+
+    XNAT treats any other value (including ``none``) like ``append`` (xnat-api.md 11.18), so there is no
+    NONE member on purpose.
+    """
+
+    APPEND = "append"
+    DELETE = "delete"
+    OVERRIDE = "override"
+
+
+class ArchiveFormat(str, enum.Enum):
+    """Archive type of a DICOM-zip/SI/XAR body; XNAT derives it from the Content-Type (xnat-api.md 3.1)."""
+
+    ZIP = "application/zip"
+    TAR = "application/x-tar"
+    TAR_GZ = "application/x-gtar"
+
+    @classmethod
+    def for_name(cls, name: str) -> ArchiveFormat:
+        """The format of a file name: ``.zip``/``.zar``, ``.tar``/``.xar``, ``.tar.gz``/``.tgz``."""
+        low = name.lower()
+        if low.endswith((".tar.gz", ".tgz")):
+            return cls.TAR_GZ
+        if low.endswith((".tar", ".xar")):
+            return cls.TAR
+        return cls.ZIP
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Every importer parameter of xnat-api.md 3.3, typed. Immutable; share it between threads.
+
+    Project, subject and session are always sent as ``PROJECT_ID``/``SUBJECT_ID``/``EXPT_LABEL``: the only
+    names every handler reads (gradual-DICOM ignores ``project``/``subject``/``session``, 11.3).
+    ``commit=True`` sends ``action=commit`` (DICOM-zip builds the sessions after the upload);
+    ``auto_archive`` sends ``AA``. ``extra`` passes anything else verbatim (e.g. XML-path field overrides).
+    """
+
+    handler: ImportHandler = ImportHandler.DICOM_ZIP
+    project: str | None = None
+    subject: str | None = None
+    session: str | None = None
+    dest: str | None = None
+    prearc_timestamp: str | None = None
+    prearc_session_folder: str | None = None
+    visit: str | None = None
+    subtype: str | None = None
+    overwrite: Overwrite | None = None
+    overwrite_files: bool = False
+    commit: bool = False
+    auto_archive: bool | None = None
+    ignore_unparsable: bool | None = None
+    direct_archive: bool = False
+    rename: bool = False
+    prevent_anon: bool = False
+    prevent_auto_commit: bool = False
+    source: str | None = None
+    timezone: str | None = None
+    trigger_pipelines: bool | None = None
+    quarantine: bool | None = None
+    src: str | None = None
+    http_session_listener: str | None = None
+    transfer_syntax_uid: str | None = None
+    sender_id: str | None = None
+    sender_ae_title: str | None = None
+    inbox_path: str | None = None
+    cleanup_after_import: bool | None = None
+    prearchive_code: bool = False
+    archive_format: ArchiveFormat | None = None
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def for_uploader(
+        cls, handler: ImportHandler, project: str, subject: str, session: str, **more: object
+    ) -> ImportOptions:
+        """The options the upload engine sends per batch: routed, kept out of the auto-build timer.
+
+        ``SOURCE=uploader`` and ``prevent_auto_commit=true`` stop XNAT from building the session while
+        batches still arrive; the engine commits once at the end (xnat-api.md 11.5).
+        """
+        return cls(
+            handler=handler, project=project, subject=subject, session=session, prevent_auto_commit=True,
+            source="uploader", **more,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def validate(self, server: ServerInfo | None = None, *, has_body: bool = True) -> None:
+        """Refuse combinations XNAT would reject or silently misread. Raises ``ValueError`` or
+        :class:`ServerTooOldError` (when ``server`` is given and lacks a feature)."""
+        handler = ImportHandler(self.handler)
+        if handler is ImportHandler.INBOX:
+            if not self.inbox_path or not self.project:
+                raise ValueError("the inbox handler needs inbox_path (a folder on the server) and project")
+            if has_body:
+                raise ValueError("the inbox handler takes no upload body")
+        elif not has_body and not self.src:
+            raise ValueError(f"{handler.value} needs a body (or src)")
+        if self.prearchive_code and self.overwrite is not None:
+            raise ValueError("XNAT rejects any overwrite value together with prearchive_code=1")
+        if self.direct_archive and handler not in (ImportHandler.GRADUAL_DICOM, ImportHandler.DICOM_ZIP):
+            raise ValueError("Direct-Archive applies to gradual-DICOM and DICOM-zip only")
+        if self.ignore_unparsable and handler is not ImportHandler.DICOM_ZIP:
+            raise ValueError("Ignore-Unparsable applies to DICOM-zip only")
+        if server is not None:
+            if self.direct_archive:
+                server.require(DIRECT_ARCHIVE_MIN, "Direct archiving")
+            if self.ignore_unparsable:
+                server.require(IGNORE_UNPARSABLE_MIN, "Skipping non-DICOM files")
+
+    def params(self) -> list[tuple[str, str]]:
+        """The query parameters, in a stable order. Never includes ``format`` (see xnat-api.md 1.2)."""
+        p: list[tuple[str, str]] = [("import-handler", ImportHandler(self.handler).value)]
+
+        def add(name: str, value: object) -> None:
+            if value is None:
+                return
+            p.append((name, _flag(value) if isinstance(value, bool) else str(value)))
+
+        add("PROJECT_ID", self.project)
+        add("SUBJECT_ID", self.subject)
+        add("EXPT_LABEL", self.session)
+        add("dest", self.dest)
+        add("PREARC_TIMESTAMP", self.prearc_timestamp)
+        add("PREARC_SESSION_FOLDER", self.prearc_session_folder)
+        add("VISIT", self.visit)
+        add("SUBTYPE", self.subtype)
+        add("overwrite", self.overwrite.value if self.overwrite else None)
+        if self.overwrite_files:
+            add("overwrite_files", True)
+        if self.commit:
+            add("action", "commit")
+        add("AA", self.auto_archive)
+        add("Ignore-Unparsable", self.ignore_unparsable)
+        if self.direct_archive:
+            add("Direct-Archive", True)
+        if self.rename:
+            add("rename", True)
+        if self.prevent_anon:
+            add("prevent_anon", True)
+        if self.prevent_auto_commit:
+            add("prevent_auto_commit", True)
+        add("SOURCE", self.source)
+        add("TIMEZONE", self.timezone)
+        add("triggerPipelines", self.trigger_pipelines)
+        add("quarantine", self.quarantine)
+        add("src", self.src)
+        add("http-session-listener", self.http_session_listener)
+        add("Transfer-Syntax-UID", self.transfer_syntax_uid)
+        add("Sender-ID", self.sender_id)
+        add("Sender-AE-Title", self.sender_ae_title)
+        add("path", self.inbox_path)
+        add("cleanupAfterImport", self.cleanup_after_import)
+        if self.prearchive_code:
+            add("prearchive_code", "1")
+        p.extend((str(k), str(v)) for k, v in self.extra)
+        return p
+
+    def content_type(self, body: Body) -> str | None:
+        """The Content-Type that makes XNAT read the body as the right kind of file (xnat-api.md 11.4)."""
+        handler = ImportHandler(self.handler)
+        if handler is ImportHandler.INBOX or body is None:
+            return None
+        if handler is ImportHandler.GRADUAL_DICOM:
+            return "application/dicom"
+        if self.archive_format is not None:
+            return ArchiveFormat(self.archive_format).value
+        if isinstance(body, str | Path):
+            return ArchiveFormat.for_name(str(body)).value
+        name = getattr(body, "name", None)
+        if isinstance(name, str):
+            return ArchiveFormat.for_name(name).value
+        return ArchiveFormat.ZIP.value
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What the importer answered: zero or more URIs (``/data/prearchive/...``, ``/data/archive/...``,
+    ``/xapi/direct-archive/...``, or an inbox job ``/xapi/dicom/<id>``)."""
+
+    uris: tuple[str, ...]
+
+    @property
+    def uri(self) -> str | None:
+        """The first URI, or ``None`` when XNAT kept nothing (every file filtered or rejected by a script)."""
+        return self.uris[0] if self.uris else None
+
+    @property
+    def prearchive(self) -> list[PrearchiveRef]:
+        out = []
+        for uri in self.uris:
+            try:
+                out.append(PrearchiveRef.parse(uri))
+            except ValueError:
+                continue
+        return out
+
+    @property
+    def archive(self) -> list[ArchiveRef]:
+        out = []
+        for uri in self.uris:
+            try:
+                out.append(ArchiveRef.parse(uri))
+            except ValueError:
+                continue
+        return out
+
+    @property
+    def direct_archive(self) -> list[str]:
+        return [u for u in self.uris if "/direct-archive/" in u]
+
+
+def import_data(
+    session: XnatSession,
+    body: Body,
+    options: ImportOptions,
+    *,
+    server: ServerInfo | None = None,
+    timeout: tuple[float, float] | None = None,
+) -> ImportResult:
+    """Send one upload to the import service and return the URIs it answers with.
+
+    Thread-safe; meant to be called by several upload workers at once on one session. ``body`` is bytes, a
+    path, a binary file object or a ``StreamBody`` (an iterable of chunks with its exact length; a
+    ``Content-Length`` is always sent, chunked uploads are refused by XNAT). With ``server`` the options are
+    checked against its version first (:class:`ServerTooOldError`).
+
+    When a project was asked for and XNAT still put the data in Unassigned, the project was unknown or not
+    writable (XNAT does not fail then, xnat-api.md 11.3): :class:`ProjectAccessError` is raised; the data
+    sits in the Unassigned prearchive, named in the error's ``detail``.
+    """
+    options.validate(server, has_body=body is not None)
+    headers = {}
+    content_type = options.content_type(body)
+    if content_type:
+        headers["Content-Type"] = content_type
+    action = f"uploading ({ImportHandler(options.handler).value})"
+    with session.request(
+        "POST",
+        "/data/services/import",
+        params=options.params(),
+        body=body,
+        headers=headers,
+        expect=(200,),
+        action=action,
+        project=options.project,
+        retries=0,
+        timeout=timeout,
+    ) as resp:
+        result = ImportResult(tuple(parse_uri_list(resp.content)))
+    _check_routing(options, result)
+    log.info("Import (%s) accepted: %d URI(s)", ImportHandler(options.handler).value, len(result.uris))
+    return result
+
+
+def _check_routing(options: ImportOptions, result: ImportResult) -> None:
+    if not options.project or not result.uris:
+        return
+    landed = project_of_uri(result.uris[0])
+    if landed is not None and landed.lower() == "unassigned":
+        raise E.ProjectAccessError(
+            f"XNAT did not accept project '{options.project}' and put the data in the Unassigned prearchive.",
+            "Check the project ID (not its title) and that you may add data to it; then move or delete the "
+            "session in the prearchive.",
+            status=200,
+            detail=result.uris[0],
+        )
+
+
+def trigger_direct_archive(session: XnatSession, uri: str) -> None:
+    """Ask XNAT to archive a Direct-Archive session now (``POST /xapi/direct-archive/...``, XNAT 1.8.4+)."""
+    with session.request("POST", uri, expect=(200,), action="archiving a direct-archive session", retries=0):
+        pass

@@ -1,0 +1,381 @@
+"""The connection to one XNAT server: HTTP pool, JSESSION login shared by all threads, time-outs, retries.
+
+One :class:`XnatSession` per server. Its ``requests.Session`` has a pool sized to the number of upload workers.
+It logs in once with ``POST /data/JSESSION`` (HTTP Basic) and then sends only the ``JSESSIONID`` cookie, so
+XNAT does not create a new server session per request (xnat-api.md 2.4). When the server answers 401 (the
+session expired), the first thread to notice logs in again; the others wait for it and reuse the new cookie
+(a lock plus a generation counter), then each retries its request once.
+
+The cookie is set explicitly on each request rather than kept in ``requests``' cookie jar: the jar would also
+store whatever ``Set-Cookie`` the server sends back, and two threads could then disagree about which session
+id is current.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from xnat_uploader import __version__
+from xnat_uploader.core.secret import Secret
+from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.body import Body, PreparedBody, StreamBody, prepare_body
+from xnat_uploader.core.xnat.transport import normalize_url, redact_path, transport_error
+
+__all__ = [
+    "USER_AGENT", "Body", "ConnectionOptions", "StreamBody", "XnatSession", "normalize_url", "redact_path",
+    "transport_error",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"xnat-uploader/{__version__}"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SESSION_ID = re.compile(r"[A-Za-z0-9._\-]{8,256}")
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """How to talk to a server. Immutable, so it can be shared between threads.
+
+    ``verify_tls=False`` turns certificate checks off for this server only; ``ca_bundle`` names a PEM file
+    of extra trusted authorities (it wins over ``verify_tls``). ``pool_size`` should be the number of
+    upload workers. ``get_retries`` re-sends GETs after a 5xx or a dropped connection (writes are never
+    re-sent here: the queue runner decides that).
+    """
+
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    pool_size: int = 4
+    get_retries: int = 2
+    retry_backoff: float = 0.5
+    user_agent: str = USER_AGENT
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Keep the server's Set-Cookie out of the shared jar (see the module docstring)."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+class XnatSession:
+    """An authenticated connection to one XNAT server.
+
+    Thread-safe: any number of threads may call :meth:`request` at once (the pool holds ``pool_size``
+    connections); :meth:`login`, :meth:`logout` and :meth:`close` may be called from any thread.
+
+    Parameters
+    ----------
+    url
+        The server's base URL, with any context path (``https://host/xnat``).
+    user
+        The XNAT login (may be ``provider/login``).
+    password
+        The password (or an alias-token secret); kept as a :class:`Secret`.
+    options
+        Time-outs, TLS settings and pool size.
+    """
+
+    def __init__(self, url: str, user: str, password: str | Secret, options: ConnectionOptions | None = None) -> None:
+        self.base_url = normalize_url(url)
+        self.user = user
+        self._password = Secret(password)
+        self.options = options or ConnectionOptions()
+        self._http = requests.Session()
+        self._http.cookies.set_policy(_NoCookies())
+        # trust_env would also read ~/.netrc and add Basic auth to every cookie request (a new server session
+        # each time, xnat-api.md 2.4); so it is off, and only the environment's proxy settings are taken over:
+        # hospital networks often need them.
+        self._http.trust_env = False
+        self._http.proxies = requests.utils.get_environ_proxies(self.base_url)
+        self._http.headers["User-Agent"] = self.options.user_agent
+        self._http.headers["Accept"] = "*/*"
+        if self.options.ca_bundle:
+            self._http.verify = self.options.ca_bundle
+        else:
+            self._http.verify = self.options.verify_tls
+            if not self.options.verify_tls:
+                log.warning("TLS certificate checks are off for %s", self.base_url)
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        size = max(1, self.options.pool_size)
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size + 2, max_retries=0)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+        self._state_lock = threading.Lock()  # guards _jsession/_generation reads and writes
+        self._login_lock = threading.Lock()  # serialises logins: one at a time, the others wait
+        self._jsession: str | None = None
+        self._generation = 0
+        self._logins = 0
+        self._closed = False
+
+    # --- representation -------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "logged in" if self._jsession else "logged out"
+        return f"XnatSession(url={self.base_url!r}, user={self.user!r}, password=********, {state})"
+
+    @property
+    def logins(self) -> int:
+        """How many logins this object has performed (for diagnostics and tests)."""
+        return self._logins
+
+    @property
+    def logged_in(self) -> bool:
+        return self._jsession is not None
+
+    def url_for(self, path: str) -> str:
+        """Absolute URL of an API path (``/data/...``, ``/xapi/...``), keeping the context path."""
+        if path.startswith(("http://", "https://")):
+            return path
+        if not path.startswith("/"):
+            path = "/" + path
+        return self.base_url + path
+
+    # --- login / logout -------------------------------------------------------------------------------
+
+    def login(self) -> None:
+        """Log in now (``POST /data/JSESSION`` with Basic auth). Thread-safe; raises :class:`XnatError`."""
+        with self._login_lock:
+            self._login_locked()
+
+    def _login_locked(self) -> None:
+        if self._closed:
+            raise RuntimeError("this XNAT session was closed")
+        try:
+            resp = self._http.post(
+                self.url_for("/data/JSESSION"),
+                auth=(self.user, self._password.reveal()),
+                timeout=self.options.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise transport_error(exc, self.options, "signing in") from None
+        with resp:
+            if resp.status_code == 401:
+                raise E.AuthenticationError(
+                    "XNAT did not accept the user name or password.",
+                    "Check them, and sign in on the XNAT web page to see whether the account is locked or expired.",
+                    status=401,
+                    detail=E.extract_message(resp.text),
+                )
+            if resp.status_code == 404:
+                raise E.UnexpectedResponseError(
+                    "This address does not look like an XNAT server (no /data/JSESSION).",
+                    "Check the URL, including a context path such as /xnat.",
+                    status=404,
+                )
+            if resp.status_code != 200:
+                raise E.error_for_response(resp, action="signing in")
+            text = resp.text.strip()
+        if "<html" in text.lower() or not _SESSION_ID.fullmatch(text):
+            # A 200 carrying a page is a login portal or proxy, not a session id (xnat-api.md 11.12).
+            raise E.UnexpectedResponseError(
+                "The server answered the sign-in with a web page instead of an XNAT session.",
+                "Check the URL (https, context path) and whether a single-sign-on portal sits in front of XNAT.",
+                status=resp.status_code,
+            )
+        with self._state_lock:
+            self._jsession = text
+            self._generation += 1
+            self._logins += 1
+        log.info("Signed in to %s as %s", self.base_url, self.user)
+
+    def _current(self) -> tuple[int, str | None]:
+        with self._state_lock:
+            return self._generation, self._jsession
+
+    def _renew(self, seen_generation: int) -> None:
+        """Log in again unless another thread already did since ``seen_generation``."""
+        with self._login_lock:
+            generation, jsession = self._current()
+            if generation != seen_generation and jsession is not None:
+                return  # another thread renewed while this one waited for the lock: use its session
+            self._login_locked()
+
+    def logout(self) -> None:
+        """End the server session (``DELETE /data/JSESSION``). Never raises; thread-safe."""
+        with self._login_lock:
+            with self._state_lock:
+                jsession, self._jsession = self._jsession, None
+                self._generation += 1
+            if not jsession:
+                return
+            try:
+                resp = self._http.delete(
+                    self.url_for("/data/JSESSION"),
+                    headers={"Cookie": f"JSESSIONID={jsession}"},
+                    timeout=self.options.timeout,
+                    allow_redirects=False,
+                )
+                resp.close()
+                log.info("Signed out of %s (HTTP %s)", self.base_url, resp.status_code)
+            except requests.RequestException as exc:
+                log.info("Sign-out from %s failed: %s", self.base_url, type(exc).__name__)
+
+    def close(self) -> None:
+        """Log out and release the connections. Idempotent; thread-safe."""
+        if self._closed:
+            return
+        self.logout()
+        self._closed = True
+        self._http.close()
+
+    def __enter__(self) -> XnatSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests -------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        body: Body = None,
+        form: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: Iterable[int] = (200,),
+        action: str = "",
+        project: str | None = None,
+        project_404: bool = True,
+        retries: int | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> requests.Response:
+        """Send one request and return the response if its status is in ``expect``.
+
+        Thread-safe. Logs in first if needed. On a 401 it re-logs in (once for all threads) and resends once;
+        a one-shot :class:`StreamBody` cannot be resent, so then :class:`SessionExpiredError` is raised
+        (transient: the caller retries). GETs are retried ``retries`` times (default from the options) on
+        5xx and dropped connections. Any other status raises the mapped :class:`XnatError` (``project``
+        names the project in messages; ``project_404=False`` says a 404 is about the object, not the
+        project). Redirects are never followed: XNAT's 301/303 carry the answer themselves (xnat-api.md 11.2).
+        """
+        method = method.upper()
+        expected = set(expect)
+        attempts = 1 + (self.options.get_retries if retries is None and method in _SAFE_METHODS else (retries or 0))
+        prepared = prepare_body(body)
+        try:
+            for attempt in range(attempts):
+                try:
+                    return self._send_with_login(
+                        method, path, params, prepared, form, headers, expected, (action, project, project_404), timeout
+                    )
+                except (E.ServerError, E.ConnectionLostError) as exc:
+                    if attempt + 1 >= attempts or not prepared.replayable:
+                        raise
+                    delay = self.options.retry_backoff * (2**attempt)
+                    log.info(
+                        "%s %s failed (%s), retrying in %.1f s", method, redact_path(path), type(exc).__name__, delay
+                    )
+                    time.sleep(delay)
+                    prepared.rewind()
+            raise AssertionError("unreachable")
+        finally:
+            prepared.close()
+
+    def _send_with_login(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        prepared: PreparedBody,
+        form: Any,
+        headers: Mapping[str, str] | None,
+        expected: set[int],
+        context: tuple[str, str | None, bool],
+        timeout: tuple[float, float] | None,
+    ) -> requests.Response:
+        action, project, project_404 = context
+        generation, jsession = self._current()
+        if jsession is None:
+            self._renew(generation)
+            generation, jsession = self._current()
+        resp = self._send(method, path, params, prepared, form, headers, jsession, action, timeout)
+        if resp.status_code == 401 and 401 not in expected:
+            resp.close()
+            log.info("Session on %s expired; signing in again", self.base_url)
+            self._renew(generation)
+            if not prepared.replayable:
+                raise E.SessionExpiredError(
+                    "The XNAT login session expired during the transfer.",
+                    "The transfer will be retried with a fresh session.",
+                    status=401,
+                )
+            prepared.rewind()
+            _, jsession = self._current()
+            resp = self._send(method, path, params, prepared, form, headers, jsession, action, timeout)
+            if resp.status_code == 401 and 401 not in expected:
+                resp.close()
+                raise E.SessionExpiredError(
+                    "XNAT ended the login session again right after signing in.",
+                    "Try again; if it persists, ask the administrator about the session time-out.",
+                    status=401,
+                )
+        if resp.status_code not in expected:
+            try:
+                raise E.error_for_response(resp, project=project, action=action, project_404=project_404)
+            finally:
+                resp.close()
+        return resp
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        prepared: PreparedBody,
+        form: Any,
+        headers: Mapping[str, str] | None,
+        jsession: str | None,
+        action: str,
+        timeout: tuple[float, float] | None,
+    ) -> requests.Response:
+        all_headers = dict(headers or {})
+        if jsession:
+            all_headers["Cookie"] = f"JSESSIONID={jsession}"
+        data = form if form is not None else prepared.data
+        started = time.monotonic()
+        try:
+            resp = self._http.request(
+                method,
+                self.url_for(path),
+                params=params,
+                data=data,
+                headers=all_headers,
+                timeout=timeout or self.options.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            log.info("%s %s: %s", method, redact_path(path), type(exc).__name__)
+            raise transport_error(exc, self.options, action) from None
+        except ValueError as exc:  # a StreamBody whose length was wrong
+            raise E.XnatError(
+                "The upload data changed while it was being sent.",
+                "Check that the files are not being modified, then retry.",
+                detail=str(exc),
+            ) from None
+        log.debug("%s %s -> %s in %.2f s", method, redact_path(path), resp.status_code, time.monotonic() - started)
+        return resp

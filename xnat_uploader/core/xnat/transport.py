@@ -1,0 +1,119 @@
+"""URL normalisation, log redaction, and the mapping of ``requests`` failures (no response) to typed errors.
+
+Pure functions; any thread.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import requests
+
+from xnat_uploader.core.xnat import errors as E
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.session import ConnectionOptions
+
+_KEEP_SEGMENTS = {
+    "data", "REST", "xapi", "archive", "projects", "subjects", "experiments", "scans", "resources", "files",
+    "prearchive", "services", "import", "JSESSION", "siteConfig", "buildInfo", "move", "delete", "rebuild",
+    "version", "auth", "config", "anon", "dicomscp", "direct-archive",
+}  # fmt: skip
+
+
+def redact_path(path: str) -> str:
+    """The route of ``path`` without labels/ids, for logs (labels may be patient IDs)."""
+    path = path.split("?", 1)[0]
+    parts = path.split("/")
+    return "/".join(p if (p in _KEEP_SEGMENTS or p == "") else "*" for p in parts)
+
+
+def normalize_url(url: str) -> str:
+    """The server URL as the client uses it: scheme and host lower-case, no trailing slash, no query.
+
+    Raises ``ValueError`` for anything that is not an http(s) URL.
+    """
+    url = url.strip()
+    match = re.fullmatch(r"(?i)(https?)://([^/?#]+)([^?#]*)(?:[?#].*)?", url)
+    if not match:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    scheme, host, path = match.groups()
+    if "@" in host:
+        raise ValueError("put the user name in its own field, not in the URL")
+    return f"{scheme.lower()}://{host.lower()}{path.rstrip('/')}"
+
+
+def transport_error(exc: requests.RequestException, options: ConnectionOptions, action: str = "") -> E.XnatError:
+    """Map a ``requests`` exception (no response) to a typed error. Pure; any thread."""
+    doing = f" while {action}" if action else ""
+    kind = type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        lowered = text.lower()
+        if "wrong version number" in lowered or "record layer failure" in lowered or "unknown protocol" in lowered:
+            return E.TlsError(
+                "The server does not answer secure (HTTPS) connections at this address.",
+                "Check the URL: the server may use http:// or another port.",
+                detail=kind,
+            )
+        if "certificate" in lowered or "hostname" in lowered:
+            return E.TlsError(
+                "The secure (TLS) connection failed: the server's certificate is not trusted or does not match.",
+                "If the server uses a private certificate authority, add its CA file in the server settings; "
+                "turn certificate checks off only for a test server you trust.",
+                detail=kind,
+            )
+        return E.TlsError(
+            "The secure (TLS) connection to the server failed.",
+            "Check the URL and the server's TLS set-up; a proxy may be interfering.",
+            detail=kind,
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return E.ServerUnreachableError(
+            f"The server did not accept a connection within {options.connect_timeout:g} s.",
+            "Check the address and your network (VPN, proxy, firewall).",
+            detail=kind,
+        )
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return E.ServerTimeoutError(
+            f"The server did not answer within {options.read_timeout:g} s{doing}.",
+            "The server may be busy; it will be tried again. Raise the time-out in the settings if this repeats.",
+            detail=kind,
+        )
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        return E.ConnectionLostError(
+            f"The connection broke while the server's answer was arriving{doing}.",
+            "It will be tried again.",
+            detail=kind,
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        lowered = text.lower()
+        unreachable = any(
+            marker in lowered
+            for marker in (
+                "newconnectionerror",
+                "nameresolutionerror",
+                "connection refused",
+                "failed to establish",
+                "name or service not known",
+                "nodename nor servname",
+                "getaddrinfo failed",
+                "no route to host",
+                "network is unreachable",
+            )
+        )
+        if unreachable:
+            return E.ServerUnreachableError(
+                "The server cannot be reached.",
+                "Check the address, that the server is running, and your network (VPN, proxy, firewall).",
+                detail=kind,
+            )
+        return E.ConnectionLostError(
+            f"The connection to the server broke{doing}.",
+            "It will be tried again.",
+            detail=kind,
+        )
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+        return E.XnatError("The server address is not valid.", "Use a URL such as https://xnat.example.org.")
+    return E.ConnectionLostError(f"The request failed{doing}.", "It will be tried again.", detail=kind)
