@@ -1,0 +1,136 @@
+"""The sandbox application: state, the security filter, faults and the route table in one place.
+
+``App.handle`` is what the HTTP layer calls for each request: faults first (they act before XNAT
+would see the request), then authentication, then the route's handler. Handler modules register
+their routes through ``register(router, app)`` functions.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xnat_uploader.sandbox.auth import Auth, User
+from xnat_uploader.sandbox.faults import FaultInjector, FaultSpec
+from xnat_uploader.sandbox.httpd import DropConnection, HttpError, Request, Response, Router
+from xnat_uploader.sandbox.store import PrearcSession, Store
+
+log = logging.getLogger(__name__)
+
+# Paths XNAT serves without login: the login page, and the form login xnatpy uses.
+PUBLIC = ("/app/template/Login.vm", "/favicon.ico", "/data/services/auth")
+
+
+@dataclass
+class Settings:
+    """Server behaviour knobs that tests and the demo may change."""
+
+    version: str = "1.8.10"
+    auto_build_after: float = 300.0  # sessionXmlRebuilderInterval: 5 idle minutes (xnat-api.md 4.6)
+    rebuild_tick: float = 1.0  # how often the background rebuilder looks (XNAT: 60 s)
+    build_seconds: float = 0.0  # how long an automatic build shows BUILDING (0: at once)
+    default_importer: str = "DICOM-zip"  # uiDefaultCompressedUploaderImporter
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        """``"1.8.10"`` -> ``(1, 8, 10)``, for features that depend on the server version."""
+        return tuple(int(p) for p in self.version.split("-")[0].split(".") if p.isdigit())
+
+
+@dataclass
+class LoggedRequest:
+    """One entry of the request log: enough to see what a client calls, no secrets."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    user: str
+    at: float = field(default_factory=time.time)
+
+
+class App:
+    """Everything behind the HTTP layer."""
+
+    def __init__(self, data_dir: Path, settings: Settings, faults: str | FaultSpec | None, session_timeout: float):
+        self.store = Store(data_dir)
+        self.settings = settings
+        self.auth = Auth(timeout=session_timeout)
+        self.faults = FaultInjector(faults)
+        self.auth.expire_after_uses = self.faults.spec.expire_after
+        self.router = Router()
+        self.request_log: collections.deque[LoggedRequest] = collections.deque(maxlen=5000)
+        self._log_lock = threading.Lock()
+        self.started = time.time()
+        self.anon_scripts: dict[str | None, object] = {}  # project ID (None: site) -> config.AnonScript
+        self.requests_total = 0
+        from xnat_uploader.sandbox import (  # the handler modules import App's types; import them late
+            archive,
+            config,
+            importer,
+            listings,
+            prearchive,
+            resources,
+            site,
+        )
+
+        for module in (site, importer, prearchive, archive, listings, resources, config):
+            module.register(self.router, self)
+
+    def store_owner(self, session: PrearcSession) -> User:
+        """The account background work runs as: the uploader, else the site's received-file user."""
+        user = self.auth.users.get(session.owner)
+        return user if user is not None else User("system", "", admin=True)
+
+    def set_faults(self, spec: str | FaultSpec | None) -> FaultSpec:
+        parsed = self.faults.set(spec)
+        self.auth.expire_after_uses = parsed.expire_after
+        return parsed
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request; exceptions become XNAT-style error pages (never a traceback body)."""
+        try:
+            self.faults.before(request)
+            if request.path not in PUBLIC:
+                self.auth.authenticate(request)
+            handler, groups = self.router.resolve(request.method, request.path)
+            response = handler(request, **groups)
+        except HttpError as err:
+            response = Response.error(err)
+        except (ConnectionError, TimeoutError, DropConnection):
+            raise
+        except Exception as exc:
+            # A sandbox bug must still answer like a server would: 500 with a status page.
+            # Only the first path segments: later ones can carry labels routed from patient fields.
+            log.exception("sandbox handler failed for %s %s", request.method, "/".join(request.path.split("/")[:3]))
+            response = Response.error(HttpError(500, f"Internal server error: {type(exc).__name__}"))
+        if request.new_cookie:
+            response.headers.append(("Set-Cookie", f"JSESSIONID={request.new_cookie}; Path=/; HttpOnly"))
+            now = int(time.time() * 1000)
+            timeout_ms = int(self.auth.timeout * 1000)
+            response.headers.append(("Set-Cookie", f'SESSION_EXPIRATION_TIME="{now},{timeout_ms}"; Path=/'))
+        with self._log_lock:
+            self.requests_total += 1
+            self.request_log.append(
+                LoggedRequest(
+                    request.method,
+                    request.path,
+                    _redact(request.query_string),
+                    response.status,
+                    request.user.login if request.user else "",
+                )
+            )
+        return response
+
+
+def _redact(query: str) -> str:
+    """Query strings in the request log never keep passwords or tokens."""
+    parts = []
+    for item in query.split("&"):
+        key = item.split("=", 1)[0]
+        parts.append(f"{key}=***" if key.lower() in ("password", "xnat_csrf", "token", "secret") else item)
+    return "&".join(parts)

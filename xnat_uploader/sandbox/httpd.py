@@ -1,0 +1,455 @@
+"""The sandbox's HTTP layer: a keep-alive ``ThreadingHTTPServer``, request/response objects and routing.
+
+Written on the standard library only, with what a test server needs to be faithful and fast:
+
+* ``TCP_NODELAY`` on every accepted socket (without it small request/response pairs wait ~40 ms
+  for delayed ACKs, and every upload test looks far slower than reality);
+* request bodies are streamed (``Content-Length`` or chunked transfer-encoding, decoded here) and
+  never buffered whole in memory;
+* every response carries ``Content-Length`` so HTTP/1.1 keep-alive always works;
+* error bodies look like XNAT's: the Restlet 1.1 status page for REST resources, the Tomcat page
+  for the security layer (xnat-api.md section 1.4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+import logging
+import re
+import shutil
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20  # 1 MiB reads: large enough that Python overhead per read is negligible
+DRAIN_LIMIT = 4 << 20  # unread bodies up to this size are drained to keep the connection alive
+
+
+class HttpError(Exception):
+    """An error answer. ``page`` picks the body style: ``restlet`` (default), ``tomcat`` or ``text``."""
+
+    def __init__(self, status: int, message: str = "", page: str = "restlet", headers: dict[str, str] | None = None):
+        super().__init__(message or str(status))
+        self.status = status
+        self.message = message
+        self.page = page
+        self.headers = headers or {}
+
+
+class DropConnection(Exception):
+    """Raised by a fault to close the socket without any answer."""
+
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def restlet_page(status: int, message: str) -> bytes:
+    """Restlet 1.1's default status page, the body of most XNAT REST errors (pyxnat parses the ``<h3>``)."""
+    section = f"sec10.4.{status - 399}" if status < 500 else f"sec10.5.{status - 499}"
+    text = html.escape(message or _REASONS.get(status, "Error"), quote=False)
+    return (
+        "<html>\n<head>\n   <title>Status page</title>\n</head>\n<body>\n"
+        f"<h3>{text}</h3><p>You can get technical details "
+        f'<a href="http://www.w3.org/Protocols/rfc2616/rfc2616-{section}">here</a>.<br>\n'
+        'Please continue your visit at our <a href="/">home page</a>.\n</p>\n</body>\n</html>\n'
+    ).encode()
+
+
+def tomcat_page(status: int, message: str) -> bytes:
+    """Tomcat 9's error report, the body of errors raised in XNAT's Spring security layer."""
+    reason = _REASONS.get(status, "Error")
+    text = html.escape(message or reason, quote=False)
+    return (
+        '<!doctype html><html lang="en"><head><title>HTTP Status '
+        f'{status} – {reason}</title><style type="text/css">body {{font-family:Tahoma,Arial,sans-serif;}}'
+        "</style></head><body>"
+        f'<h1>HTTP Status {status} – {reason}</h1><hr class="line" /><p><b>Type</b> Status Report</p>'
+        f"<p><b>Message</b> {text}</p><p><b>Description</b> The request has not been applied to the target "
+        "resource because it lacks valid authentication credentials for that resource.</p>"
+        '<hr class="line" /><h3>Apache Tomcat/9.0.82</h3></body></html>'
+    ).encode()
+
+
+@dataclass
+class Response:
+    """An answer. ``body`` is bytes, or ``file`` names a file streamed from disk."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    file: Path | None = None
+    temporary: bool = False  # delete ``file`` once sent (generated zips)
+
+    @classmethod
+    def text(cls, text: str, status: int = 200, content_type: str = "text/plain") -> Response:
+        return cls(status, text.encode(), f"{content_type};charset=UTF-8")
+
+    @classmethod
+    def error(cls, err: HttpError) -> Response:
+        if err.page == "tomcat":
+            resp = cls(err.status, tomcat_page(err.status, err.message), "text/html;charset=utf-8")
+        elif err.page == "text":
+            resp = cls.text(err.message, err.status)
+        else:
+            resp = cls(err.status, restlet_page(err.status, err.message), "text/html;charset=UTF-8")
+        resp.headers.extend(err.headers.items())
+        return resp
+
+
+class Body:
+    """A request body read incrementally: ``Content-Length`` or chunked transfer-encoding.
+
+    ``length`` is None when the size is not known in advance (chunked). ``on_read`` lets the fault
+    injector cut the connection in the middle of a body.
+    """
+
+    def __init__(self, rfile: io.BufferedIOBase, length: int | None, chunked: bool):
+        self._rfile = rfile
+        self.length = length
+        self.chunked = chunked
+        self.consumed = 0
+        self._left = length if not chunked else 0  # bytes left in the whole body / current chunk
+        self._done = not chunked and not length
+        self.on_read: Callable[[int], None] | None = None
+
+    @property
+    def present(self) -> bool:
+        """Whether the request carries a body at all (a chunked one may still turn out empty)."""
+        return self.chunked or bool(self.length)
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def _next_chunk(self) -> None:
+        line = self._rfile.readline(65537)
+        if not line:
+            raise ConnectionError("connection closed inside a chunked body")
+        try:
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        except ValueError:
+            # The stream cannot be resynchronised: answer 400 and close (the body stays unfinished).
+            raise HttpError(400, "Malformed chunked request body") from None
+        if size == 0:
+            while True:  # trailers up to the empty line
+                trailer = self._rfile.readline(65537)
+                if trailer in (b"\r\n", b"\n", b""):
+                    break
+            self._done = True
+        self._left = size
+
+    def read(self, n: int = CHUNK) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end of the body."""
+        if self._done:
+            return b""
+        if self.chunked and self._left == 0:
+            self._next_chunk()
+            if self._done:
+                return b""
+        data = self._rfile.read(min(n, self._left))
+        if not data:
+            raise ConnectionError("connection closed inside a request body")
+        self._left -= len(data)
+        self.consumed += len(data)
+        if self.chunked and self._left == 0:
+            self._rfile.readline(3)  # CRLF after the chunk data
+        elif not self.chunked and self._left == 0:
+            self._done = True
+        if self.on_read is not None:
+            self.on_read(self.consumed)
+        return data
+
+    def readinto(self, buf: bytearray) -> int:
+        """Fill ``buf`` from the body (fewer copies than :meth:`read` for big bodies); 0 at the end."""
+        if self._done:
+            return 0
+        if self.chunked and self._left == 0:
+            self._next_chunk()
+            if self._done:
+                return 0
+        view = memoryview(buf)[: min(len(buf), self._left)]
+        n = self._rfile.readinto(view)
+        if not n:
+            raise ConnectionError("connection closed inside a request body")
+        self._left -= n
+        self.consumed += n
+        if self.chunked and self._left == 0:
+            self._rfile.readline(3)
+        elif not self.chunked and self._left == 0:
+            self._done = True
+        if self.on_read is not None:
+            self.on_read(self.consumed)
+        return n
+
+    def read_all(self, limit: int = 16 << 20) -> bytes:
+        """The whole (small) body, e.g. a form; refuses bodies above ``limit`` so memory stays bounded."""
+        parts, total = [], 0
+        while chunk := self.read():
+            total += len(chunk)
+            if total > limit:
+                raise HttpError(413, "Request body too large for this resource")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def save(self, path: Path) -> int:
+        """Stream the rest of the body into ``path``; returns the number of bytes written."""
+        written = 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        with open(path, "wb", buffering=0) as out:
+            while n := self.readinto(buf):
+                out.write(view[:n])
+                written += n
+        return written
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+
+class Request:
+    """One parsed request. ``params`` merges form fields and the query string (query wins, as in XNAT)."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, body: Body):
+        self.handler = handler
+        self.method = handler.command
+        parts = urlsplit(handler.path)
+        self.raw_path = parts.path
+        self.path = unquote(parts.path)
+        self.query_string = parts.query
+        self.query: list[tuple[str, str]] = parse_qsl(parts.query, keep_blank_values=True)
+        self.form: list[tuple[str, str]] = []
+        self.headers = handler.headers
+        self.body = body
+        self.user: Any = None  # set by auth
+        self.session_id: str | None = None
+        self.new_cookie: str | None = None
+        self.state: dict[str, Any] = {}
+
+    @property
+    def content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    @property
+    def user_agent(self) -> str:
+        return self.headers.get("User-Agent") or ""
+
+    def load_form(self) -> None:
+        """Read an ``application/x-www-form-urlencoded`` body into ``form`` (XNAT reads body then query)."""
+        if self.content_type == "application/x-www-form-urlencoded" and self.body.present and not self.form:
+            self.form = parse_qsl(self.body.read_all().decode("utf-8", "replace"), keep_blank_values=True)
+
+    def _pairs(self) -> Iterable[tuple[str, str]]:
+        yield from self.form
+        yield from self.query
+
+    def param(self, name: str, default: str | None = None, *, ci: bool = False) -> str | None:
+        """Last value of ``name`` (form first, then query); ``ci`` matches the name case-insensitively."""
+        value = default
+        for key, val in self._pairs():
+            if key == name or (ci and key.lower() == name.lower()):
+                value = val
+        return value
+
+    def params(self, name: str) -> list[str]:
+        return [val for key, val in self._pairs() if key == name]
+
+    def all_params(self) -> dict[str, str]:
+        return dict(self._pairs())
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """XNAT's generic boolean: anything but ``false``/``0`` is true (xnat-api.md 1.5)."""
+        value = self.param(name)
+        if value is None:
+            return default
+        return value.strip().lower() not in ("false", "0")
+
+    def strict_flag(self, name: str) -> bool:
+        """Java ``Boolean.parseBoolean``: only ``true`` (any case) is true (importer flags)."""
+        value = self.param(name)
+        return value is not None and value.strip().lower() == "true"
+
+    def cookie(self, name: str) -> str | None:
+        for header in self.headers.get_all("Cookie") or []:
+            for item in header.split(";"):
+                key, _, value = item.strip().partition("=")
+                if key == name:
+                    return value
+        return None
+
+
+Handler = Callable[..., Response]
+
+
+class Router:
+    """Routes ``(method, regex)`` to handlers; regex groups become keyword arguments.
+
+    A path that matches some route but not its method gets 405, as Restlet answers.
+    """
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = []
+
+    def add(self, methods: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((frozenset(methods.split()), re.compile(pattern + r"/?\Z"), handler))
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        path_matched = False
+        for methods, regex, handler in self._routes:
+            m = regex.match(path)
+            if m is None:
+                continue
+            if method in methods or (method == "HEAD" and "GET" in methods):
+                return handler, {k: v for k, v in m.groupdict().items() if v is not None}
+            path_matched = True
+        if path_matched:
+            raise HttpError(405, "Method Not Allowed")
+        raise HttpError(404, "The requested resource could not be found")
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server whose sockets have Nagle off; the app object is reachable by handlers."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: Any):
+        self.app = app
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(address, RequestHandler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._conns_lock:
+            self._conns.add(sock)
+        return sock, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_all_connections(self) -> None:
+        """On stop: end idle keep-alive connections so handler threads exit at once."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for sock in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    """Turns each HTTP request into a :class:`Request`, calls the app, writes the :class:`Response`."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "Apache-Coyote/1.1"  # what XNAT's Tomcat announces; no Python version leak
+    sys_version = ""
+    rbufsize = 256 * 1024
+    server: SandboxHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        # Request lines can carry labels routed from patient fields (names, IDs): never log them.
+        return
+
+    def handle_one_request(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.send_error(414)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            self._dispatch()
+            self.wfile.flush()
+        except (ConnectionError, TimeoutError, OSError):
+            self.close_connection = True
+
+    def _dispatch(self) -> None:
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        length_header = self.headers.get("Content-Length")
+        try:
+            length = None if chunked else int(length_header or 0)
+        except ValueError:
+            self._write(Response.error(HttpError(400, "Bad Content-Length")))
+            self.close_connection = True
+            return
+        body = Body(self.rfile, length, chunked)
+        request = Request(self, body)
+        try:
+            response = self.server.app.handle(request)
+        except DropConnection:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if not body.finished:
+            # The handler answered without reading everything (e.g. a 401 before an upload).
+            if body.chunked or (body.length or 0) - body.consumed > DRAIN_LIMIT:
+                self.close_connection = True
+                response.headers.append(("Connection", "close"))
+            else:
+                body.drain()
+        self._write(response, head_only=self.command == "HEAD")
+
+    def _write(self, response: Response, head_only: bool = False) -> None:
+        """Status line, headers and (small) body in one ``sendall``: one system call, and one place
+        where a client thread in the same process can take the GIL, instead of two."""
+        size = response.file.stat().st_size if response.file is not None else len(response.body)
+        lines = [
+            f"{self.protocol_version} {response.status} {_REASONS.get(response.status, '')}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {response.content_type}",
+            f"Content-Length: {size}",
+        ]
+        for name, value in response.headers:
+            lines.append(f"{name}: {value}")
+            if name.lower() == "connection" and value.lower() == "close":
+                self.close_connection = True
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if head_only:
+            self.wfile.write(head)
+            if response.temporary and response.file is not None:
+                response.file.unlink(missing_ok=True)
+        elif response.file is not None:
+            self.wfile.write(head)
+            try:
+                with open(response.file, "rb") as src:
+                    shutil.copyfileobj(src, self.wfile, CHUNK)
+            finally:
+                if response.temporary:
+                    response.file.unlink(missing_ok=True)
+        else:
+            self.wfile.write(head + response.body)
