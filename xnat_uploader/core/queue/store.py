@@ -68,6 +68,7 @@ class FileSpec:
     sop_uid: str = ""
     series_uid: str = ""
     member: str = ""
+    series_number: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ class FileRow:
     size: int
     sop_uid: str
     series_uid: str
+    series_number: int | None
     state: FileState
     batch: int | None
     attempts: int
@@ -116,7 +118,7 @@ CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     path TEXT NOT NULL, member TEXT NOT NULL, size INTEGER NOT NULL,
-    sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL,
+    sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL, series_number INTEGER,
     state TEXT NOT NULL, batch INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
     sha256 TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT ''
 );
@@ -132,7 +134,9 @@ _JOB_COLS = (
     "id, server_url, user, project, subject, session_label, mode, study_uid, options, state, created, updated, "
     "message, hint, uri, receipt"
 )
-_FILE_COLS = "id, job_id, path, member, size, sop_uid, series_uid, state, batch, attempts, sha256, message"
+_FILE_COLS = (
+    "id, job_id, path, member, size, sop_uid, series_uid, series_number, state, batch, attempts, sha256, message"
+)
 
 
 class QueueStore:
@@ -192,9 +196,19 @@ class QueueStore:
                 )
                 job_id = int(cur.lastrowid or 0)
                 self._db.executemany(
-                    "INSERT INTO files (job_id, path, member, size, sop_uid, series_uid, state) VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO files (job_id, path, member, size, sop_uid, series_uid, series_number, state)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
                     (
-                        (job_id, f.path, f.member, f.size, f.sop_uid, f.series_uid, FileState.PENDING.value)
+                        (
+                            job_id,
+                            f.path,
+                            f.member,
+                            f.size,
+                            f.sop_uid,
+                            f.series_uid,
+                            f.series_number,
+                            FileState.PENDING.value,
+                        )  # fmt: skip
                         for f in files
                     ),
                 )
@@ -334,7 +348,7 @@ class QueueStore:
                 " ORDER BY id",
                 (job_id, *values),
             )
-        return [FileRow(*r[:7], FileState(r[7]), *r[8:]) for r in rows]  # type: ignore[misc]
+        return [FileRow(*r[:8], FileState(r[8]), *r[9:]) for r in rows]  # type: ignore[misc]
 
     def unsent_files(self, job_id: int) -> list[FileRow]:
         """Files still to send: pending or failed (not rejected)."""

@@ -1,0 +1,110 @@
+"""Small pure pieces of the upload engine: batching, progress metering, retries, verification."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from xnat_uploader.core.errors import Cancelled
+from xnat_uploader.core.queue.store import FileRow, FileState
+from xnat_uploader.core.transfer.base import AnyEvent, ProgressMeter, RetryPolicy
+from xnat_uploader.core.transfer.dicom_zip import arcname, make_batches
+from xnat_uploader.core.verify import compare
+from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.models import Scan
+
+
+def row(i, size=100, series_number=1, series_uid="1.2.3", sop=None):
+    return FileRow(i, 1, f"/d/IM{i}", "", size, sop or f"1.2.3.{i}", series_uid, series_number, FileState.SENT,
+                   None, 0, "", "")  # fmt: skip
+
+
+def test_batches_close_before_either_limit():
+    files = [row(i, size=40) for i in range(10)]
+    batches = make_batches(files, max_bytes=100, max_files=100)
+    assert [len(b) for b in batches] == [2, 2, 2, 2, 2]
+    assert [len(b) for b in make_batches(files, max_bytes=10_000, max_files=3)] == [3, 3, 3, 1]
+    huge = [row(0, size=500), row(1, size=10)]
+    assert [len(b) for b in make_batches(huge, max_bytes=100, max_files=10)] == [1, 1]
+    assert make_batches([], 100, 10) == []
+
+
+def test_arcnames_are_stable_and_unique_per_instance():
+    assert arcname(row(1)) == "1.2.3/1.2.3.1.dcm"
+    assert len({arcname(row(i)) for i in range(50)}) == 50
+
+
+def test_meter_reports_throttled_with_rate_and_eta():
+    reports = []
+    meter = ProgressMeter(7, bytes_total=1000, files_total=10, report=reports.append, interval=10)
+    meter.add_bytes(100)  # first report goes out (nothing reported yet)
+    meter.add_bytes(100)  # throttled
+    meter.add_files(2)  # throttled
+    meter.set_phase("committing")  # phase changes always report
+    assert [r.phase for r in reports] == ["sending", "committing"]
+    last = reports[-1]
+    assert (last.job_id, last.bytes_done, last.files_done, last.fraction) == (7, 200, 2, 0.2)
+    meter.undo_bytes(100)
+    assert reports[-1].bytes_done == 100
+
+
+def test_retry_policy_retries_transient_only():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise E.ServerError("HTTP 503", "temporary", status=503)
+        return "ok"
+
+    policy = RetryPolicy(attempts=5, base=0.001)
+    assert policy.run(flaky, threading.Event()) == "ok"
+    assert len(calls) == 3
+
+    def permanent():
+        calls.append(1)
+        raise E.ProjectAccessError("no project", "check it", status=404)
+
+    calls.clear()
+    with pytest.raises(E.ProjectAccessError):
+        policy.run(permanent, threading.Event())
+    assert len(calls) == 1
+
+
+def test_retry_gives_up_after_attempts_and_honours_cancel():
+    def always():
+        raise E.ConnectionLostError("lost", "")
+
+    with pytest.raises(E.ConnectionLostError):
+        RetryPolicy(attempts=3, base=0.001).run(always, threading.Event())
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        RetryPolicy(attempts=3, base=10).run(always, cancel)
+
+
+def test_any_event():
+    a, b = threading.Event(), threading.Event()
+    either = AnyEvent(a, b)
+    assert not either.wait(0.01)
+    b.set()
+    assert either.is_set()
+    assert either.wait(1)
+
+
+def test_verify_compares_per_series_number():
+    sent = [row(i, series_number=1) for i in range(3)] + [
+        row(10 + i, series_number=2, series_uid="1.2.4") for i in range(2)
+    ]
+    good = compare(sent, [Scan("1", file_count=3), Scan("2", file_count=2), Scan("99", file_count=5)], "/u")
+    assert good.ok
+    assert good.extra_scans == ["99"]
+    assert good.summary() == "verified: 2/2 series, 5 files"
+    short = compare(sent, [Scan("1", file_count=3), Scan("2", file_count=1)])
+    assert not short.ok
+    assert short.missing_series_uids() == {"1.2.4"}
+    assert "scan 2 1/2" in short.summary()
+    gone = compare(sent, [])
+    assert gone.found == 0
+    assert gone.missing_series_uids() == {"1.2.3", "1.2.4"}

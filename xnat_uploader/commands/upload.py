@@ -1,0 +1,242 @@
+"""``xnat-uploader upload PATH... -P PROJECT``: scan, plan one session per study, send, commit, verify.
+
+Jobs go through the persistent queue (in the data dir), so an upload interrupted by a crash, a
+kill or Ctrl-C continues with ``xnat-uploader upload --resume``, sending only what was not
+acknowledged. Exit 0 when every job ended verified, 1 when one failed, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from xnat_uploader import paths
+from xnat_uploader.commands._connect import (
+    EXIT_FAIL,
+    EXIT_OK,
+    add_server_args,
+    read_password,
+    report,
+    resolve_target,
+)
+from xnat_uploader.commands.scan import ProgressLine, _is_terminal, human_bytes, scan_into_index
+from xnat_uploader.core.credentials import CredentialStore
+from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, plan_jobs
+from xnat_uploader.core.queue.runner import JobControl, run_job
+from xnat_uploader.core.queue.store import JobState, QueueStore
+from xnat_uploader.core.secret import Secret
+from xnat_uploader.core.transfer.base import TransferProgress
+from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES, DicomZipTransport, ZipSettings
+from xnat_uploader.core.transfer.gradual import GradualTransport
+from xnat_uploader.core.xnat import XnatClient
+from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive
+
+EXIT_BAD_INPUT = 2
+DEFAULT_WORKERS = {"zip": 4, "gradual": 8}
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("upload", help="upload DICOM folders, files or archives to XNAT")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="folders, files, zip/tar archives or DICOMDIR")
+    add_server_args(p)
+    p.add_argument("-P", "--project", help="XNAT project ID")
+    p.add_argument("-S", "--subject", default="", help="subject label (default: from PatientID)")
+    p.add_argument("-E", "--session", default="", help="session label (default: SUBJECT_MODALITYn)")
+    p.add_argument("--mode", choices=("zip", "gradual", "cstore"), default="zip", help="transport (default zip)")
+    p.add_argument("--workers", type=int, default=0, help="parallel requests (default 4 for zip, 8 for gradual)")
+    dest = p.add_mutually_exclusive_group()
+    dest.add_argument("--prearchive", dest="destination", action="store_const", const="prearchive",
+                      help="leave sessions in the prearchive for review (the default)")  # fmt: skip
+    dest.add_argument("--archive", dest="destination", action="store_const", const="archive",
+                      help="archive the sessions after the upload")  # fmt: skip
+    dest.add_argument("--direct-archive", dest="destination", action="store_const", const="direct",
+                      help="write straight into the archive (XNAT 1.8.3+)")  # fmt: skip
+    p.add_argument("--overwrite", choices=("none", "append", "delete"), default="none",
+                   help="merge into an existing session: none (refuse), append, delete")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="scan and plan, send nothing")
+    p.add_argument("--json", action="store_true", help="print the receipts (or the plan) as JSON")
+    p.add_argument("--resume", action="store_true", help="first finish the unfinished uploads in the queue")
+    p.add_argument("--batch-files", type=int, default=DEFAULT_BATCH_FILES, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.mode == "cstore":
+        return report(UserError("The C-STORE transport is not available yet.", "Use --mode zip or --mode gradual."))
+    if not args.paths and not args.resume:
+        return report(UserError("Nothing to upload.", "Give one or more folders, or --resume."))
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        report(UserError(f"Not found: {', '.join(missing)}", "Check the path."))
+        return EXIT_BAD_INPUT
+    if args.paths and not args.project:
+        report(UserError("No project given.", "Add -P PROJECT (the project ID, not its title)."))
+        return EXIT_BAD_INPUT
+    try:
+        target = resolve_target(args)
+        password = _password(args, target.entry)
+    except UserError as exc:
+        return report(exc)
+    workers = args.workers or DEFAULT_WORKERS[args.mode]
+    options = target.entry.connection_options(workers=max(workers, 2), read_timeout=args.timeout)
+    store = QueueStore(paths.ensure(paths.data_dir()) / "queue.sqlite3")
+    try:
+        with XnatClient(target.entry.url, target.entry.user, password, options) as client:
+            info = client.connect()
+            if args.destination == "direct" and not info.supports_direct_archive:
+                return report(
+                    UserError(
+                        f"This XNAT ({info.version_string}) cannot archive directly (1.8.3+ can).", "Use --archive."
+                    )
+                )
+            job_ids = _resumable(store, target.entry.url, target.entry.user) if args.resume else []
+            if args.paths:
+                planned = _plan(args, client, store)
+                if planned is None:
+                    return EXIT_BAD_INPUT
+                if args.dry_run:
+                    _print_plan(planned, args.json)
+                    return EXIT_OK
+                opts = {"workers": workers, "overwrite": "" if args.overwrite == "none" else args.overwrite,
+                        "destination": args.destination or "prearchive",
+                        "direct_archive": args.destination == "direct"}  # fmt: skip
+                job_ids += [
+                    enqueue(
+                        store, job, server_url=target.entry.url, user=target.entry.user, mode=args.mode, options=opts
+                    )  # fmt: skip
+                    for job in planned.jobs
+                ]
+            return _run_jobs(store, job_ids, client, args)
+    except UserError as exc:
+        return report(exc, "Upload")
+    finally:
+        store.close()
+
+
+def _password(args: argparse.Namespace, entry: Any) -> Secret:
+    env = os.environ.get("XNAT_PASS")
+    if env and not args.password_stdin:
+        return Secret(env)
+    return read_password(args, entry, CredentialStore())
+
+
+def _resumable(store: QueueStore, url: str, user: str) -> list[int]:
+    jobs = [
+        j
+        for j in store.jobs(
+            [JobState.QUEUED, JobState.RUNNING, JobState.COMMITTING, JobState.VERIFYING, JobState.PAUSED]
+        )  # fmt: skip
+        if j.spec.server_url == url and j.spec.user == user
+    ]
+    if jobs:
+        print(f"Resuming {len(jobs)} unfinished upload(s).", file=sys.stderr)
+    return [j.id for j in jobs]
+
+
+def _plan(args: argparse.Namespace, client: XnatClient, store: QueueStore) -> Plan | None:
+    line = ProgressLine(sys.stderr) if _is_terminal(sys.stderr) else None
+    index, progress = scan_into_index(list(args.paths), on_progress=line)
+    if line:
+        line.clear()
+    print(
+        f"Found {index.instance_count:,} DICOM files ({human_bytes(index.bytes)}) in {index.study_count} study(ies); "
+        f"{len(index.rejected):,} other files skipped.",
+        file=sys.stderr,
+    )
+    queued = {j.spec.session_label for j in store.jobs() if j.spec.project == args.project and not j.state.finished}
+    prearchived = list_prearchive(client.session, args.project)
+    existing = Existing(
+        archive=frozenset(e.label for e in list_experiments(client.session, args.project)),
+        prearchive=frozenset(s.name for s in prearchived),
+        queue=frozenset(queued),
+        studies={s.study_uid: ("prearchive", s.name) for s in prearchived if s.study_uid},
+    )
+    target = Target(args.project, args.subject, args.session, args.mode,
+                    "" if args.overwrite == "none" else args.overwrite)  # fmt: skip
+    plan = plan_jobs(index, target, existing)
+    if not plan.ok:
+        for problem in plan.problems:
+            print(f"Error: {problem}", file=sys.stderr)
+        for job in plan.jobs:
+            for problem in job.problems:
+                print(f"Error ({job.session_label}): {problem}", file=sys.stderr)
+        return None
+    return plan
+
+
+def _print_plan(plan: Plan, as_json: bool) -> None:
+    rows = [
+        {"project": j.project, "subject": j.subject, "session": j.session_label, "study_uid": j.study_uid,
+         "files": len(j.files), "bytes": j.bytes, "description": j.description}
+        for j in plan.jobs
+    ]  # fmt: skip
+    if as_json:
+        print(json.dumps({"plan": rows}, indent=1))
+        return
+    for r in rows:
+        print(f"{r['project']}/{r['subject']}/{r['session']}: {r['files']:,} files, {human_bytes(r['bytes'])}")
+
+
+def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient, args: argparse.Namespace) -> int:
+    receipts_dir = paths.ensure(paths.data_dir() / "receipts")
+    receipts = []
+    worst = EXIT_OK
+    for job_id in job_ids:
+        job = store.job(job_id)
+        bar = _Bar(job.spec.session_label) if _is_terminal(sys.stderr) else None
+        control = JobControl()
+        try:
+            state = run_job(store, job_id, client.session, receipts_dir=receipts_dir, server=client.server_info(),
+                            progress=bar.update if bar else None, control=control,
+                            transports=_transports(args))  # fmt: skip
+        except KeyboardInterrupt:
+            control.pause()
+            store.set_state(job_id, JobState.PAUSED, "Interrupted; continue with: xnat-uploader upload --resume")
+            raise
+        finally:
+            if bar:
+                bar.clear()
+        job = store.job(job_id)
+        line = f"{job.spec.session_label}: {state.value}. {job.message}"
+        print(line if state is JobState.DONE else f"{line} {job.hint}".rstrip(), file=sys.stderr)
+        if job.receipt:
+            receipts.append(json.loads(Path(job.receipt).read_text(encoding="utf-8")))
+        if state is not JobState.DONE:
+            worst = EXIT_FAIL
+    if args.json:
+        print(json.dumps({"receipts": receipts}, indent=1))
+    return worst
+
+
+def _transports(args: argparse.Namespace) -> dict[str, Any]:
+    settings = ZipSettings(batch_files=args.batch_files)
+    return {"zip": lambda: DicomZipTransport(settings), "gradual": GradualTransport}
+
+
+class _Bar:
+    """``LABEL [#####-----] 45%  120/300 files  12.3 MB/s  ETA 0:12`` on a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.line = ProgressLine(sys.stderr, interval=0.25)
+        self._last = 0.0
+
+    def update(self, p: TransferProgress) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.25 and p.phase == "sending":
+            return
+        self._last = now
+        filled = int(p.fraction * 20)
+        eta = "" if p.eta is None else f"  ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}"
+        self.line.write(
+            f"{self.label} [{'#' * filled}{'-' * (20 - filled)}] {p.fraction:4.0%}  {p.files_done}/{p.files_total} "
+            f"files  {p.rate / 1e6:.1f} MB/s{eta}  {p.phase}"
+        )
+
+    def clear(self) -> None:
+        self.line.clear()

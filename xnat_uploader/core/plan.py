@@ -1,0 +1,225 @@
+"""From a selection in the DICOM index and the form's values to upload jobs: one per XNAT session.
+
+An XNAT image session is one study (StudyInstanceUID): XNAT merges everything with the same study
+and label into one prearchive session, and refuses several studies in one session. So the plan
+makes one job per selected study, with labels from the form or from the headers, and checks them
+before anything is sent: XNAT's label rule, and no clash with sessions already in the archive, the
+prearchive or the queue unless the user chose to merge.
+
+Pure functions over plain data: what exists on the server is passed in (:class:`Existing`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from xnat_uploader.core.dicom.index import DicomIndex, StudyNode
+from xnat_uploader.core.dicom.records import InstanceRecord
+from xnat_uploader.core.queue.store import FileSpec, JobSpec, QueueStore
+
+# XNAT's rule for subject and experiment labels (the web UI's validator and the REST layer):
+# letters, digits, underscore and dash only.
+LABEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_LABEL = 255
+OVERWRITE_CHOICES = ("", "append", "delete")  # "" = never merge into an existing session
+
+
+def label_problem(label: str, what: str = "Session label") -> str | None:
+    """Why ``label`` cannot be an XNAT label, in plain words; ``None`` when it is fine."""
+    if not label:
+        return f"{what} is empty."
+    if len(label) > MAX_LABEL:
+        return f"{what} is longer than {MAX_LABEL} characters."
+    if not LABEL_RE.match(label):
+        bad = sorted({c for c in label if not re.match(r"[A-Za-z0-9_-]", c)})
+        shown = " ".join("space" if c == " " else repr(c) for c in bad)
+        return f"{what} may only contain letters, digits, '_' and '-' (found {shown})."
+    return None
+
+
+def make_label(text: str, fallback: str = "") -> str:
+    """Turn header text into a valid label: other characters become '_', runs collapse, ends trimmed."""
+    label = re.sub(r"[^A-Za-z0-9_-]+", "_", text.strip()).strip("_")
+    label = re.sub(r"_+", "_", label)[:MAX_LABEL]
+    return label or fallback
+
+
+@dataclass(frozen=True)
+class Existing:
+    """Session labels that already exist, per place, in the target project (lower-case compare)."""
+
+    archive: frozenset[str] = frozenset()
+    prearchive: frozenset[str] = frozenset()
+    queue: frozenset[str] = frozenset()
+    subjects: frozenset[str] = frozenset()
+    # StudyInstanceUID -> (place, session label) of studies already sent (prearchive rows carry the UID)
+    studies: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def where(self, label: str) -> str | None:
+        key = label.lower()
+        for place in ("archive", "prearchive", "queue"):
+            if key in {x.lower() for x in getattr(self, place)}:
+                return place
+        return None
+
+
+@dataclass
+class Target:
+    """The form: where to upload and how. Empty subject/session mean "from the headers"."""
+
+    project: str
+    subject: str = ""
+    session: str = ""
+    mode: str = "zip"
+    overwrite: str = ""
+    # Per-study overrides (StudyInstanceUID -> (subject, session)), from the multi-study table.
+    per_study: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class PlannedJob:
+    project: str
+    subject: str
+    session_label: str
+    study_uid: str
+    description: str
+    files: list[InstanceRecord]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Plan:
+    jobs: list[PlannedJob]
+    problems: list[str] = field(default_factory=list)  # problems of the whole plan (e.g. no project)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(j.ok for j in self.jobs)
+
+
+def default_subject(study: StudyNode) -> str:
+    """The subject label from the headers: the PatientID made label-safe (else the name)."""
+    patient = study.parent
+    return make_label(patient.patient_id) or make_label(patient.patient_name, "subject")
+
+
+def default_session(subject: str, modality: str, taken: set[str]) -> str:
+    """``SUBJECT_MR1``, ``SUBJECT_MR2``, ...: the first one not in ``taken`` (lower-case)."""
+    prefix = f"{subject}_{make_label(modality, 'XX').upper()}"
+    n = 1
+    while f"{prefix}{n}".lower() in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def plan_jobs(
+    index: DicomIndex,
+    target: Target,
+    existing: Existing | None = None,
+    selected_series: Iterable[str] | None = None,
+) -> Plan:
+    """One job per selected study. ``selected_series`` (SeriesInstanceUIDs) limits what is sent."""
+    existing = existing or Existing()
+    chosen = set(selected_series) if selected_series is not None else None
+    plan = Plan(jobs=[])
+    if not target.project:
+        plan.problems.append("Choose a project.")
+    if target.overwrite not in OVERWRITE_CHOICES:
+        plan.problems.append(f"Unknown overwrite choice {target.overwrite!r}.")
+
+    studies = _selected_studies(index, chosen)
+    if target.session and len(studies) > 1 and not target.per_study:
+        plan.problems.append(
+            f"{len(studies)} studies are selected but one session label was given: each study becomes its own "
+            "XNAT session. Leave the session label empty to take labels from the headers, or set one per study."
+        )
+    taken = {x.lower() for x in existing.archive | existing.prearchive | existing.queue}
+    planned_labels: dict[str, str] = {}
+    for uid, nodes in studies.items():
+        files = [
+            rec for node in nodes for series in node.series if _wanted(series.uid, chosen) for rec in series.instances
+        ]
+        first = nodes[0]
+        subject, session = target.per_study.get(uid, (target.subject, target.session))
+        subject = subject or default_subject(first)
+        earlier = existing.studies.get(uid)
+        if not session and earlier is not None:
+            session = earlier[1]  # the same study again: same session, so a merge completes it
+        if not session:
+            modality = first.modalities[0] if first.modalities else ""
+            session = default_session(subject, modality, taken | set(planned_labels))
+        job = PlannedJob(
+            project=target.project,
+            subject=subject,
+            session_label=session,
+            study_uid=uid,
+            description=" ".join(x for x in (first.date, first.description) if x),
+            files=files,
+        )
+        _check_job(job, existing, target.overwrite, planned_labels)
+        planned_labels[session.lower()] = uid
+        plan.jobs.append(job)
+    if not plan.jobs and not plan.problems:
+        plan.problems.append("Nothing selected: tick at least one series.")
+    return plan
+
+
+def _wanted(series_uid: str, chosen: set[str] | None) -> bool:
+    return chosen is None or series_uid in chosen
+
+
+def _selected_studies(index: DicomIndex, chosen: set[str] | None) -> dict[str, list[StudyNode]]:
+    out: dict[str, list[StudyNode]] = {}
+    for study in index.iter_studies():
+        if any(_wanted(s.uid, chosen) for s in study.series):
+            out.setdefault(study.uid, []).append(study)  # nodes of one UID under several patients
+    return out
+
+
+def _check_job(job: PlannedJob, existing: Existing, overwrite: str, planned: Mapping[str, str]) -> None:
+    for what, value in (("Subject label", job.subject), ("Session label", job.session_label)):
+        problem = label_problem(value, what)
+        if problem:
+            job.problems.append(problem)
+    if not job.study_uid:
+        job.problems.append("These files have no StudyInstanceUID: XNAT cannot place them in a session.")
+    if not job.files:
+        job.problems.append("No files selected in this study.")
+    other = planned.get(job.session_label.lower())
+    if other is not None and other != job.study_uid:
+        job.problems.append(f"Session label {job.session_label} is used for two different studies in this upload.")
+    place = existing.where(job.session_label)
+    earlier = existing.studies.get(job.study_uid)
+    same_session = earlier is not None and earlier[1].lower() == job.session_label.lower()
+    if same_session and not overwrite and place != "queue":
+        job.problems.append(
+            f"This study was uploaded before: it is in the {earlier[0]} of {job.project} as {earlier[1]}. Choose to "  # type: ignore[index]
+            "merge (overwrite: append) to add what is missing, or give a new session label to keep both."
+        )
+        return
+    if place == "queue":
+        job.problems.append(f"Session {job.session_label} is already in the upload queue.")
+    elif place and not overwrite:
+        job.problems.append(
+            f"Session {job.session_label} already exists in the {place} of {job.project}. Choose another label, "
+            "or choose to merge into it (overwrite: append)."
+        )
+
+
+def enqueue(
+    store: QueueStore, job: PlannedJob, *, server_url: str, user: str, mode: str, options: Mapping[str, object]
+) -> int:
+    """Put a planned job into the persistent queue. Returns its id."""
+    spec = JobSpec(server_url, user, job.project, job.subject, job.session_label, mode, job.study_uid, dict(options))
+    files = (FileSpec(f.path, f.size, f.sop_instance_uid, f.series_uid, f.member, f.series_number) for f in job.files)
+    return store.add_job(spec, files)

@@ -1,0 +1,166 @@
+"""Running one queued job from where it stopped to a verified receipt.
+
+The steps, each resumable because its outcome is in the queue store: send the unsent files (the
+transport records every acknowledgement), commit the prearchive session (or let Direct-Archive do
+it), verify against the server, re-send whole series that came up short (once), write the receipt.
+A job interrupted at any step (crash, quit, pause, cancel) starts again at the right one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xnat_uploader.core.errors import Cancelled, UserError
+from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
+from xnat_uploader.core.receipt import build_receipt, write_receipt
+from xnat_uploader.core.transfer.base import ProgressFn, ProgressMeter, RetryPolicy, TransferContext, Transport
+from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
+from xnat_uploader.core.transfer.gradual import GradualTransport
+from xnat_uploader.core.verify import VerifyResult, verify
+from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.models import PrearchiveRef
+from xnat_uploader.core.xnat.prearchive import commit
+from xnat_uploader.core.xnat.server_info import ServerInfo
+from xnat_uploader.core.xnat.session import XnatSession
+
+log = logging.getLogger(__name__)
+
+TRANSPORTS: dict[str, Callable[[], Transport]] = {"zip": DicomZipTransport, "gradual": GradualTransport}
+
+
+@dataclass
+class JobControl:
+    """How the outside stops a running job: ``cancel()`` ends it, ``pause()`` stops it to resume later."""
+
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    paused: bool = False
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def pause(self) -> None:
+        self.paused = True
+        self.cancel_event.set()
+
+
+def run_job(
+    store: QueueStore,
+    job_id: int,
+    session: XnatSession,
+    *,
+    receipts_dir: Path,
+    server: ServerInfo | None = None,
+    progress: ProgressFn | None = None,
+    control: JobControl | None = None,
+    workers: int | None = None,
+    retry: RetryPolicy | None = None,
+    transports: dict[str, Callable[[], Transport]] | None = None,
+) -> JobState:
+    """Run job ``job_id`` to its end (or until paused/cancelled/failed). Returns the final state.
+
+    Blocking; call it from a worker thread (or the CLI's main thread). ``progress`` is called from
+    sending threads, at most every 0.2 s, with plain :class:`TransferProgress` data.
+    """
+    control = control or JobControl()
+    job = store.job(job_id)
+    if job.state.finished and job.state is not JobState.FAILED:
+        return job.state
+    make = (transports or TRANSPORTS).get(job.spec.mode)
+    if make is None:
+        store.set_state(job_id, JobState.FAILED, f"Unknown transport '{job.spec.mode}'.", "")
+        return JobState.FAILED
+    transport = make()
+    meter = ProgressMeter(
+        job_id, job.bytes_total, job.files_total, progress, bytes_done=job.bytes_sent, files_done=job.files_sent
+    )
+    ctx = TransferContext(
+        session=session,
+        store=store,
+        job=job,
+        cancel=control.cancel_event,
+        meter=meter,
+        server=server,
+        workers=workers or int(job.spec.options.get("workers") or 4),
+        retry=retry or RetryPolicy(),
+    )
+    started = time.time()
+    try:
+        result = _run(ctx, transport)
+        path = write_receipt(receipts_dir, build_receipt(store.job(job_id), store.files(job_id), result, started))
+        store.set_receipt(job_id, str(path))
+        if result is not None and not result.ok:
+            store.set_state(
+                job_id, JobState.FAILED, f"The server holds fewer files than were sent: {result.summary()}.",
+                "Retry the job to send the missing series again.",
+            )  # fmt: skip
+            return JobState.FAILED
+        store.set_state(job_id, JobState.DONE, result.summary() if result else "sent")
+        meter.set_phase("done", result.summary() if result else "")
+        return JobState.DONE
+    except Cancelled:
+        state = JobState.PAUSED if control.paused else JobState.CANCELLED
+        store.set_state(job_id, state, "Paused." if control.paused else "Cancelled by the user.")
+        return state
+    except UserError as exc:
+        log.warning("Job %d failed: %s", job_id, exc.message)
+        store.set_state(job_id, JobState.FAILED, exc.message, exc.hint)
+        return JobState.FAILED
+    except OSError as exc:
+        log.warning("Job %d failed: %s", job_id, exc)
+        store.set_state(
+            job_id, JobState.FAILED, f"A file could not be read: {exc.strerror or exc}.",
+            "Check that the folder is still there (drive connected, network share reachable), then retry.",
+        )  # fmt: skip
+        return JobState.FAILED
+    finally:
+        meter.finish()
+
+
+def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
+    store, job_id = ctx.store, ctx.job.id
+    direct = bool(ctx.job.spec.options.get("direct_archive"))
+    result: VerifyResult | None = None
+    for round_ in range(2):  # the second round re-sends series that verification found short
+        store.set_state(job_id, JobState.RUNNING)
+        ctx.meter.set_phase("sending")
+        unsent = store.unsent_files(job_id)
+        if unsent:
+            sent = transport.send(ctx, unsent)
+            if sent.uri:
+                store.set_uri(job_id, sent.uri)
+        uri = store.job(job_id).uri
+        if not uri:
+            raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+        ctx.check_cancel()
+        if direct:
+            return None  # XNAT archives direct-archive sessions by itself; nothing to build or list yet
+        store.set_state(job_id, JobState.COMMITTING)
+        ctx.meter.set_phase("committing")
+        uri = _commit(ctx, uri)
+        store.set_uri(job_id, uri)
+        store.set_state(job_id, JobState.VERIFYING)
+        ctx.meter.set_phase("verifying")
+        sent_files = store.files(job_id, [FileState.SENT])
+        result = ctx.retry.run(lambda u=uri, s=sent_files: verify(ctx.session, u, s), ctx.cancel)
+        if result.ok or round_ == 1:
+            return result
+        missing = result.missing_series_uids()
+        store.log(job_id, "resend", result.summary())
+        store.reset_files(job_id, [f.id for f in sent_files if f.series_uid in missing])
+    return result
+
+
+def _commit(ctx: TransferContext, uri: str) -> str:
+    """Build the prearchive session (and archive it if asked). Returns where the session is now."""
+    try:
+        ref = PrearchiveRef.parse(uri)
+    except ValueError:
+        return uri  # already archived (a resumed job whose commit went through)
+    archive = ctx.job.spec.options.get("destination") == "archive"
+    outcome = ctx.retry.run(lambda: commit(ctx.session, ref, auto_archive=True if archive else None), ctx.cancel)
+    return outcome.uri

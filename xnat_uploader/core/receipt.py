@@ -1,0 +1,110 @@
+"""The receipt of an upload: what was sent where, with checksums and the server's verification.
+
+Written as JSON (for machines and audits) and as readable text, next to each other in the data dir.
+It holds file paths and UIDs, never passwords or patient names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from xnat_uploader import __version__
+from xnat_uploader.core.queue.store import FileRow, FileState, JobRow
+from xnat_uploader.core.verify import VerifyResult
+
+FORMAT = 1
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def build_receipt(job: JobRow, files: list[FileRow], result: VerifyResult | None, started: float) -> dict[str, Any]:
+    sent = [f for f in files if f.state is FileState.SENT]
+    rejected = [f for f in files if f.state is FileState.REJECTED]
+    spec = job.spec
+    return {
+        "format": FORMAT,
+        "app": f"xnat-uploader {__version__}",
+        "job": job.id,
+        "server": spec.server_url,
+        "user": spec.user,
+        "project": spec.project,
+        "subject": spec.subject,
+        "session": spec.session_label,
+        "study_uid": spec.study_uid,
+        "mode": spec.mode,
+        "options": spec.options,
+        "destination": job.uri,
+        "started": _when(started),
+        "finished": _when(time.time()),
+        "counts": {
+            "files": len(sent),
+            "bytes": sum(f.size for f in sent),
+            "series": len({f.series_uid for f in sent}),
+            "rejected": len(rejected),
+        },
+        "verified": None
+        if result is None
+        else {
+            "ok": result.ok,
+            "summary": result.summary(),
+            "series": [
+                {"scan": s.scan_id, "series_uids": list(s.series_uids), "sent": s.expected, "on_server": s.found}
+                for s in result.series
+            ],
+        },
+        "files": [
+            {
+                "path": f.path,
+                "member": f.member,
+                "size": f.size,
+                "sop_uid": f.sop_uid,
+                "series_uid": f.series_uid,
+                "sha256": f.sha256,
+            }
+            for f in sent
+        ],  # fmt: skip
+        "rejected": [{"path": f.path, "member": f.member, "reason": f.message} for f in rejected],
+    }
+
+
+def receipt_text(receipt: dict[str, Any]) -> str:
+    c = receipt["counts"]
+    lines = [
+        f"Upload receipt ({receipt['app']})",
+        f"  server       {receipt['server']} as {receipt['user']}",
+        f"  destination  {receipt['destination']}",
+        f"  project      {receipt['project']}   subject {receipt['subject']}   session {receipt['session']}",
+        f"  study UID    {receipt['study_uid']}",
+        f"  transport    {receipt['mode']}   options {json.dumps(receipt['options'], sort_keys=True)}",
+        f"  time         {receipt['started']} -> {receipt['finished']}",
+        f"  sent         {c['files']} files, {c['bytes']:,} bytes, {c['series']} series; {c['rejected']} rejected",
+    ]
+    verified = receipt["verified"]
+    if verified:
+        lines.append(f"  verification {verified['summary']}")
+        for s in verified["series"]:
+            mark = "ok " if s["on_server"] >= s["sent"] else "BAD"
+            lines.append(f"    [{mark}] scan {s['scan'] or '?':>6}  sent {s['sent']:>6}  on server {s['on_server']:>6}")
+    for r in receipt["rejected"]:
+        lines.append(f"  rejected     {r['path']}{'!' + r['member'] if r['member'] else ''}: {r['reason']}")
+    lines.append("  files (sha256, size, path):")
+    lines.extend(f"    {f['sha256']}  {f['size']:>10}  {f['path']}{'!' + f['member'] if f['member'] else ''}"
+                 for f in receipt["files"])  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_receipt(folder: Path, receipt: dict[str, Any]) -> Path:
+    """Write ``job-N-SESSION.json`` and ``.txt`` atomically; returns the JSON path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"job-{receipt['job']}-{receipt['session']}"
+    for suffix, text in ((".json", json.dumps(receipt, indent=1)), (".txt", receipt_text(receipt))):
+        tmp = stem.with_suffix(suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, stem.with_suffix(suffix))
+    return stem.with_suffix(".json")

@@ -1,0 +1,150 @@
+"""DICOM-zip transport: a session's files in batches, each a ZIP generated while it is sent.
+
+XNAT imports every entry of a DICOM-zip like a gradual-DICOM file and merges them by project,
+StudyInstanceUID and label (xnat-api.md 3.6-3.7), so batches of one session can go in parallel and
+all answer with the same prearchive URI. The first batch goes alone, so the session exists before
+the others arrive. A batch is acknowledged as a whole; a batch that fails half-way is sent again
+whole (re-sent instances replace themselves: entry names are the SOPInstanceUIDs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from xnat_uploader.core.errors import Cancelled
+from xnat_uploader.core.queue.store import FileRow
+from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source, uploader_options
+from xnat_uploader.core.transfer.zipstream import ZipMember, ZipStream, stored_length
+from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, import_data
+from xnat_uploader.core.xnat.session import StreamBody
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_BYTES = 256 << 20
+DEFAULT_BATCH_FILES = 2000
+
+
+@dataclass(frozen=True)
+class ZipSettings:
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    batch_files: int = DEFAULT_BATCH_FILES
+
+
+def make_batches(files: Sequence[FileRow], max_bytes: int, max_files: int) -> list[list[FileRow]]:
+    """Split in order, closing a batch before it would pass either limit (a huge file gets its own)."""
+    batches: list[list[FileRow]] = []
+    current: list[FileRow] = []
+    size = 0
+    for f in files:
+        if current and (size + f.size > max_bytes or len(current) >= max_files):
+            batches.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def arcname(f: FileRow) -> str:
+    """A stable, unique name per instance: re-sending it replaces the same file on the server."""
+    base = f.sop_uid or os.path.basename(f.member or f.path) or f"file{f.id}"
+    return f"{f.series_uid or 'series'}/{base}.dcm"
+
+
+def _member(f: FileRow) -> ZipMember:
+    if f.member:
+        return ZipMember(arcname=arcname(f), size=f.size, opener=lambda: open_source(f.path, f.member))
+    return ZipMember(arcname=arcname(f), size=f.size, path=f.path)
+
+
+class DicomZipTransport:
+    name = "zip"
+
+    def __init__(self, settings: ZipSettings | None = None) -> None:
+        self.settings = settings or ZipSettings()
+
+    def send(self, ctx: TransferContext, files: list[FileRow]) -> SendResult:
+        if not files:
+            return SendResult(ctx.job.uri, 0)
+        batches = make_batches(files, self.settings.batch_bytes, self.settings.batch_files)
+        options = uploader_options(ctx, ImportHandler.DICOM_ZIP)
+        stop = AnyEvent(ctx.cancel, threading.Event())
+        uri = self._send_batch(ctx, batches[0], options, stop)
+        sent = len(batches[0])
+        rest = batches[1:]
+        if rest:
+            pool = ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="zip-batch")
+            try:
+                futures = [pool.submit(self._send_batch, ctx, batch, options, stop) for batch in rest]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f for f in done if f.exception() is not None]
+                if failed:
+                    stop.events[1].set()  # stop the other batches quickly; the runner decides what comes next
+                    raise failed[0].exception()  # type: ignore[misc]
+                for future, batch in zip(futures, rest, strict=True):
+                    other = future.result()
+                    if other != uri:
+                        raise E.MultipleSessionsError(
+                            "XNAT put the batches of one session into two prearchive sessions.",
+                            "Open the prearchive, check both sessions and archive or delete them; then upload again.",
+                            detail=f"{uri} / {other}",
+                        )
+                    sent += len(batch)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return SendResult(uri, sent)
+
+    def _send_batch(self, ctx: TransferContext, batch: list[FileRow], options: ImportOptions, stop: AnyEvent) -> str:
+        members = [_member(f) for f in batch]
+        by_name = {m.arcname: f for m, f in zip(members, batch, strict=True)}
+        holder: dict[str, ZipStream] = {}
+        # Progress counts the files' bytes, not the archive's headers: scale what goes out by the
+        # payload share, and settle the exact figure when the batch is acknowledged.
+        payload = sum(f.size for f in batch)
+        scale = payload / stored_length(members)
+        sent_bytes = [0]
+
+        def on_bytes(n: int) -> None:
+            share = int(n * scale)
+            sent_bytes[0] += share
+            ctx.meter.add_bytes(share)
+
+        def make_stream() -> ZipStream:
+            stream = ZipStream(members, on_bytes=on_bytes, cancel=stop)  # type: ignore[arg-type]
+            holder["stream"] = stream
+            return stream
+
+        def attempt() -> str:
+            if stop.is_set():
+                raise Cancelled()
+            body = StreamBody(make_stream, stored_length(members))
+            try:
+                result = import_data(ctx.session, body, options, server=ctx.server)
+            except BaseException:
+                ctx.meter.undo_bytes(sent_bytes[0])  # these bytes will be sent again (or never)
+                sent_bytes[0] = 0
+                raise
+            if result.uri is None:
+                raise E.UnexpectedResponseError(
+                    "XNAT accepted the batch but kept none of its files.",
+                    "A series import filter or anonymization script of the project may reject them; ask the "
+                    "project owner.",
+                )
+            return result.uri
+
+        uri = ctx.retry.run(attempt, stop, on_retry=lambda exc: ctx.meter.set_phase("retrying", exc.message))
+        ctx.meter.add_bytes(payload - sent_bytes[0])
+        stream = holder["stream"]
+        digests = [stream.sha256.get(name, "") for name in by_name]
+        ctx.store.mark_sent(ctx.job.id, [f.id for f in by_name.values()], digests)
+        ctx.meter.add_files(len(batch))
+        if ctx.meter.phase == "retrying":
+            ctx.meter.set_phase("sending")
+        return uri
