@@ -186,3 +186,29 @@ def test_cancel_stops_within_a_second(sandbox_factory, corpus, tmp_path):
         assert time.monotonic() - started < 1.0
         assert result["state"] is JobState.CANCELLED
         assert store.job(job_id).message == "Cancelled by the user."
+
+
+def test_archive_destination_commits_into_the_archive_and_verifies_there(sandbox, corpus, tmp_path):
+    folder, _, checksums = corpus
+    with QueueStore(tmp_path / "q.db") as store:
+        jobs = _enqueue_all(store, sandbox, folder, "zip", destination="archive")
+        assert _run_all(store, jobs, _session(sandbox), tmp_path) == [JobState.DONE, JobState.DONE]
+        for job_id in jobs:
+            job = store.job(job_id)
+            assert "/archive/projects/DEMO/subjects/" in job.uri
+            assert job.message.startswith("verified: 3/3 series")
+    assert {e["where"] for e in sandbox.inventory().values()} == {"archive"}
+    _assert_exactly_once(sandbox, checksums)
+
+
+def test_direct_archive_skips_the_prearchive_and_is_verified_in_the_archive(sandbox, corpus, tmp_path):
+    folder, _, checksums = corpus
+    with QueueStore(tmp_path / "q.db") as store:
+        jobs = _enqueue_all(store, sandbox, folder, "gradual", direct_archive=True)
+        assert _run_all(store, jobs, _session(sandbox), tmp_path) == [JobState.DONE, JobState.DONE]
+        for job_id in jobs:
+            job = store.job(job_id)
+            assert "/archive/projects/DEMO/" in job.uri
+            assert job.message.startswith("verified: 3/3 series")
+    assert {e["where"] for e in sandbox.inventory().values()} == {"archive"}
+    _assert_exactly_once(sandbox, checksums)

@@ -23,9 +23,10 @@ from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
 from xnat_uploader.core.transfer.gradual import GradualTransport
 from xnat_uploader.core.verify import VerifyResult, verify
 from xnat_uploader.core.xnat import errors as E
-from xnat_uploader.core.xnat.models import PrearchiveRef
+from xnat_uploader.core.xnat.importer import trigger_direct_archive
+from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef
 from xnat_uploader.core.xnat.prearchive import commit
-from xnat_uploader.core.xnat.server_info import ServerInfo
+from xnat_uploader.core.xnat.server_info import ServerInfo, get_server_info
 from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def run_job(
         retry=retry or RetryPolicy(),
     )
     started = time.time()
+    heartbeat = _Heartbeat(session, control.cancel_event)
     try:
         result = _run(ctx, transport)
         path = write_receipt(receipts_dir, build_receipt(store.job(job_id), store.files(job_id), result, started))
@@ -118,7 +120,31 @@ def run_job(
         )  # fmt: skip
         return JobState.FAILED
     finally:
+        heartbeat.stop()
         meter.finish()
+
+
+class _Heartbeat:
+    """Touch the server every minute during a job, so the XNAT session does not idle out (xnat-api.md 2.4).
+
+    Uploads keep it busy anyway; this matters while a large batch is built or a commit takes long.
+    """
+
+    def __init__(self, session: XnatSession, cancel: threading.Event, interval: float = 60.0) -> None:
+        self._stop = threading.Event()
+        self._session, self._cancel, self._interval = session, cancel, interval
+        self._thread = threading.Thread(target=self._run, name="xnat-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval) and not self._cancel.is_set():
+            try:
+                get_server_info(self._session)
+            except E.XnatError as exc:  # the job itself will see and report real trouble
+                log.debug("Heartbeat failed: %s", type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
@@ -137,11 +163,15 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
         if not uri:
             raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
         ctx.check_cancel()
-        if direct:
-            return None  # XNAT archives direct-archive sessions by itself; nothing to build or list yet
         store.set_state(job_id, JobState.COMMITTING)
         ctx.meter.set_phase("committing")
-        uri = _commit(ctx, uri)
+        if direct:
+            archived = _archive_direct(ctx, uri)
+            if archived is None:
+                return None  # XNAT archives it in the background; nothing to list yet
+            uri = archived
+        else:
+            uri = _commit(ctx, uri)
         store.set_uri(job_id, uri)
         store.set_state(job_id, JobState.VERIFYING)
         ctx.meter.set_phase("verifying")
@@ -153,6 +183,19 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
         store.log(job_id, "resend", result.summary())
         store.reset_files(job_id, [f.id for f in sent_files if f.series_uid in missing])
     return result
+
+
+def _archive_direct(ctx: TransferContext, uri: str) -> str | None:
+    """Ask XNAT (1.8.4+) to archive a Direct-Archive session now; its archive URI, or None if it must wait."""
+    if "/direct-archive/" not in uri:
+        return uri  # the server fell back to the prearchive or already archived it
+    try:
+        ctx.retry.run(lambda: trigger_direct_archive(ctx.session, uri), ctx.cancel)
+    except (E.NotFoundError, E.BadRequestError, E.UnexpectedResponseError) as exc:
+        log.info("Direct-archive trigger not available (%s): XNAT archives the session later", type(exc).__name__)
+        return None
+    spec = ctx.job.spec
+    return ArchiveRef(spec.project, spec.subject, spec.session_label).uri
 
 
 def _commit(ctx: TransferContext, uri: str) -> str:
