@@ -130,3 +130,12 @@ def test_refuses_a_database_from_a_newer_version(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="newer"):
         QueueStore(path)
+
+
+def test_file_names_that_are_not_valid_text_round_trip(tmp_path):
+    odd = os.fsdecode(b"/data/IM_\xff\xfe.dcm")  # undecodable bytes become surrogates on Linux
+    with QueueStore(tmp_path / "q.db") as store:
+        job_id = store.add_job(_spec(), [FileSpec(odd, 1, member="sub/\u540d\u524d.dcm")])
+        row = store.files(job_id)[0]
+    assert row.path == odd
+    assert row.member == "sub/\u540d\u524d.dcm"

@@ -105,6 +105,6 @@ def write_receipt(folder: Path, receipt: dict[str, Any]) -> Path:
     stem = folder / f"job-{receipt['job']}-{receipt['session']}"
     for suffix, text in ((".json", json.dumps(receipt, indent=1)), (".txt", receipt_text(receipt))):
         tmp = stem.with_suffix(suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")  # undecodable file names stay visible
         os.replace(tmp, stem.with_suffix(suffix))
     return stem.with_suffix(".json")

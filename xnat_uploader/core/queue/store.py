@@ -117,7 +117,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    path TEXT NOT NULL, member TEXT NOT NULL, size INTEGER NOT NULL,
+    path BLOB NOT NULL, member BLOB NOT NULL, size INTEGER NOT NULL,
     sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL, series_number INTEGER,
     state TEXT NOT NULL, batch INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
     sha256 TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT ''
@@ -137,6 +137,16 @@ _JOB_COLS = (
 _FILE_COLS = (
     "id, job_id, path, member, size, sop_uid, series_uid, series_number, state, batch, attempts, sha256, message"
 )
+
+
+def _blob(path: str) -> bytes:
+    # File names need not be valid text: Linux gives undecodable bytes as surrogates, which SQLite's
+    # text type refuses. "surrogatepass" round-trips any Python string exactly.
+    return path.encode("utf-8", "surrogatepass")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
 
 
 class QueueStore:
@@ -201,8 +211,8 @@ class QueueStore:
                     (
                         (
                             job_id,
-                            f.path,
-                            f.member,
+                            _blob(f.path),
+                            _blob(f.member),
                             f.size,
                             f.sop_uid,
                             f.series_uid,
@@ -348,7 +358,10 @@ class QueueStore:
                 " ORDER BY id",
                 (job_id, *values),
             )
-        return [FileRow(*r[:8], FileState(r[8]), *r[9:]) for r in rows]  # type: ignore[misc]
+        return [
+            FileRow(r[0], r[1], _text(r[2]), _text(r[3]), *r[4:8], FileState(r[8]), *r[9:])  # type: ignore[misc]
+            for r in rows
+        ]
 
     def unsent_files(self, job_id: int) -> list[FileRow]:
         """Files still to send: pending or failed (not rejected)."""
