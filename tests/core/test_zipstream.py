@@ -65,17 +65,30 @@ def test_stored_archive_has_exact_length_and_round_trips(tmp_path, monkeypatch):
         assert stream.sha256[m.arcname] == hashlib.sha256((tmp_path / f"f{i}.dcm").read_bytes()).hexdigest()
 
 
-def test_deflated_archive_has_no_length_but_reads_back(tmp_path):
-    members = _files(tmp_path, [5000, 20000])
+def test_deflated_archive_has_exact_length_from_a_first_pass(tmp_path, monkeypatch):
+    monkeypatch.setattr(zipstream, "CHUNK", 4096)  # several chunks per member
+    members = _files(tmp_path, [0, 5000, 20000])
     stream = ZipStream(members, compress_level=1)
-    assert stream.content_length is None
-    with pytest.raises(TypeError):
-        len(stream)
+    length = len(stream)
     data = b"".join(stream)
+    assert len(data) == length
     assert len(data) < 25000  # the repeating pattern compresses
-    assert read_sequentially(data)[members[1].arcname] == (tmp_path / "f1.dcm").read_bytes()
+    assert read_sequentially(data)[members[2].arcname] == (tmp_path / "f2.dcm").read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         assert z.testzip() is None
+        assert z.getinfo(members[1].arcname).compress_type == zipfile.ZIP_DEFLATED
+    assert stream.sha256[members[1].arcname] == hashlib.sha256((tmp_path / "f1.dcm").read_bytes()).hexdigest()
+    again = ZipStream(members, compress_level=1, measured=stream.measured)  # a retry re-uses the first pass
+    assert b"".join(again) == data
+
+
+def test_a_file_changed_between_the_deflate_passes_is_caught(tmp_path):
+    members = _files(tmp_path, [5000])
+    stream = ZipStream(members, compress_level=1)
+    len(stream)
+    (tmp_path / "f0.dcm").write_bytes(bytes(range(256)) * 19 + bytes(136))  # same size, other content
+    with pytest.raises(SourceChanged):
+        b"".join(stream)
 
 
 def test_non_ascii_names_are_flagged_utf8(tmp_path):

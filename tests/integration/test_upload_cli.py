@@ -109,3 +109,11 @@ def test_killed_upload_resumes_without_resending_acknowledged_files(sandbox, fol
     assert len(copies) == 24
     for sop in acknowledged:
         assert copies[sop] == 1, "an acknowledged file was sent again"
+
+
+def test_slow_link_and_proxy_options_reach_the_job(sandbox, folder, tmp_path):
+    out = _upload(sandbox, tmp_path, str(folder), "-P", "DEMO", "--deflate", "1", "--prebuild-zip", "--json")
+    assert out.returncode == 0, out.stderr
+    receipts = json.loads(out.stdout)["receipts"]
+    assert [(r["options"]["compress_level"], r["options"]["prebuild"]) for r in receipts] == [(1, True), (1, True)]
+    assert all(r["verified"]["ok"] for r in receipts)

@@ -212,3 +212,27 @@ def test_direct_archive_skips_the_prearchive_and_is_verified_in_the_archive(sand
             assert job.message.startswith("verified: 3/3 series")
     assert {e["where"] for e in sandbox.inventory().values()} == {"archive"}
     _assert_exactly_once(sandbox, checksums)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [ZipSettings(batch_files=5, compress_level=1), ZipSettings(batch_files=5, prebuild=True),
+     ZipSettings(batch_files=7, compress_level=1, prebuild=True)],
+    ids=["deflate", "prebuilt", "deflate-prebuilt"],
+)  # fmt: skip
+def test_zip_variants_for_slow_links_and_proxies(sandbox_factory, corpus, tmp_path, settings, monkeypatch):
+    folder, _, checksums = corpus
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    server = sandbox_factory(faults="drop_body_every=3,path=/data/services/import")
+    with QueueStore(tmp_path / "q.db") as store:
+        jobs = _enqueue_all(store, server, folder, "zip")
+        states = _run_all(
+            store, jobs, _session(server), tmp_path, transports={"zip": lambda: DicomZipTransport(settings)}
+        )
+        assert states == [JobState.DONE, JobState.DONE]
+        for job_id in jobs:
+            assert all(len(f.sha256) == 64 for f in store.files(job_id))
+    _assert_exactly_once(server, checksums, allow_resent=True)
+    assert list(temp.iterdir()) == []  # no temp file left behind

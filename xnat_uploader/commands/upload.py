@@ -32,8 +32,7 @@ from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import JobState, QueueStore
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.transfer.base import TransferProgress
-from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES, DicomZipTransport, ZipSettings
-from xnat_uploader.core.transfer.gradual import GradualTransport
+from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
 from xnat_uploader.core.xnat import XnatClient
 from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive
 
@@ -62,6 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dry-run", action="store_true", help="scan and plan, send nothing")
     p.add_argument("--json", action="store_true", help="print the receipts (or the plan) as JSON")
     p.add_argument("--resume", action="store_true", help="first finish the unfinished uploads in the queue")
+    p.add_argument("--deflate", type=int, choices=range(1, 10), metavar="LEVEL",
+                   help="zip mode: compress (1 is fast; for slow links only)")  # fmt: skip
+    p.add_argument(
+        "--prebuild-zip",
+        action="store_true",
+        help="zip mode: write each batch to a temp file first (for proxies that refuse streamed uploads)",
+    )
     p.add_argument("--batch-files", type=int, default=DEFAULT_BATCH_FILES, help=argparse.SUPPRESS)
 
 
@@ -104,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
                     return EXIT_OK
                 opts = {"workers": workers, "overwrite": "" if args.overwrite == "none" else args.overwrite,
                         "destination": args.destination or "prearchive",
-                        "direct_archive": args.destination == "direct"}  # fmt: skip
+                        "direct_archive": args.destination == "direct", "batch_files": args.batch_files,
+                        "compress_level": args.deflate, "prebuild": args.prebuild_zip}  # fmt: skip
                 job_ids += [
                     enqueue(
                         store, job, server_url=target.entry.url, user=target.entry.user, mode=args.mode, options=opts
@@ -192,8 +199,7 @@ def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient, args: a
         control = JobControl()
         try:
             state = run_job(store, job_id, client.session, receipts_dir=receipts_dir, server=client.server_info(),
-                            progress=bar.update if bar else None, control=control,
-                            transports=_transports(args))  # fmt: skip
+                            progress=bar.update if bar else None, control=control)  # fmt: skip
         except KeyboardInterrupt:
             control.pause()
             store.set_state(job_id, JobState.PAUSED, "Interrupted; continue with: xnat-uploader upload --resume")
@@ -211,11 +217,6 @@ def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient, args: a
     if args.json:
         print(json.dumps({"receipts": receipts}, indent=1))
     return worst
-
-
-def _transports(args: argparse.Namespace) -> dict[str, Any]:
-    settings = ZipSettings(batch_files=args.batch_files)
-    return {"zip": lambda: DicomZipTransport(settings), "gradual": GradualTransport}
 
 
 class _Bar:

@@ -9,19 +9,21 @@ whole (re-sent instances replace themselves: entry names are the SOPInstanceUIDs
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source, uploader_options
-from xnat_uploader.core.transfer.zipstream import ZipMember, ZipStream, stored_length
+from xnat_uploader.core.transfer.zipstream import CHUNK, ZipMember, ZipStream
 from xnat_uploader.core.xnat import errors as E
-from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, import_data
+from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, ImportResult, import_data
 from xnat_uploader.core.xnat.session import StreamBody
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,19 @@ DEFAULT_BATCH_FILES = 2000
 class ZipSettings:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     batch_files: int = DEFAULT_BATCH_FILES
+    compress_level: int | None = None  # None: stored (fastest); 1 for slow links (about half the bytes for MR/CT)
+    prebuild: bool = False  # write each batch to a temp file first, for proxies that refuse streamed bodies
+
+    @classmethod
+    def from_options(cls, options: dict[str, object]) -> ZipSettings:
+        """The settings a job asked for (its options in the queue), defaults for the rest."""
+        level = options.get("compress_level")
+        return cls(
+            batch_bytes=int(options.get("batch_bytes") or DEFAULT_BATCH_BYTES),  # type: ignore[call-overload]
+            batch_files=int(options.get("batch_files") or DEFAULT_BATCH_FILES),  # type: ignore[call-overload]
+            compress_level=None if level is None else int(level),  # type: ignore[call-overload]
+            prebuild=bool(options.get("prebuild")),
+        )
 
 
 def make_batches(files: Sequence[FileRow], max_bytes: int, max_files: int) -> list[list[FileRow]]:
@@ -68,21 +83,22 @@ class DicomZipTransport:
     name = "zip"
 
     def __init__(self, settings: ZipSettings | None = None) -> None:
-        self.settings = settings or ZipSettings()
+        self.settings = settings  # None: from each job's options
 
     def send(self, ctx: TransferContext, files: list[FileRow]) -> SendResult:
         if not files:
             return SendResult(ctx.job.uri, 0)
-        batches = make_batches(files, self.settings.batch_bytes, self.settings.batch_files)
+        settings = self.settings or ZipSettings.from_options(ctx.job.spec.options)
+        batches = make_batches(files, settings.batch_bytes, settings.batch_files)
         options = uploader_options(ctx, ImportHandler.DICOM_ZIP)
         stop = AnyEvent(ctx.cancel, threading.Event())
-        uri = self._send_batch(ctx, batches[0], options, stop)
+        uri = self._send_batch(ctx, batches[0], options, stop, settings)
         sent = len(batches[0])
         rest = batches[1:]
         if rest:
             pool = ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="zip-batch")
             try:
-                futures = [pool.submit(self._send_batch, ctx, batch, options, stop) for batch in rest]
+                futures = [pool.submit(self._send_batch, ctx, batch, options, stop, settings) for batch in rest]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 failed = [f for f in done if f.exception() is not None]
                 if failed:
@@ -101,14 +117,19 @@ class DicomZipTransport:
                 pool.shutdown(wait=True, cancel_futures=True)
         return SendResult(uri, sent)
 
-    def _send_batch(self, ctx: TransferContext, batch: list[FileRow], options: ImportOptions, stop: AnyEvent) -> str:
+    def _send_batch(
+        self, ctx: TransferContext, batch: list[FileRow], options: ImportOptions, stop: AnyEvent, settings: ZipSettings
+    ) -> str:
         members = [_member(f) for f in batch]
         by_name = {m.arcname: f for m, f in zip(members, batch, strict=True)}
-        holder: dict[str, ZipStream] = {}
-        # Progress counts the files' bytes, not the archive's headers: scale what goes out by the
-        # payload share, and settle the exact figure when the batch is acknowledged.
+        level = settings.compress_level
+        first = ZipStream(members, compress_level=level)  # deflate: measures the archive once, for every attempt
+        length = len(first)
+        digests: dict[str, str] = {}
+        # Progress counts the files' bytes, not the archive's: scale what goes out by the payload share,
+        # and settle the exact figure when the batch is acknowledged.
         payload = sum(f.size for f in batch)
-        scale = payload / stored_length(members)
+        scale = payload / length if length else 0.0
         sent_bytes = [0]
 
         def on_bytes(n: int) -> None:
@@ -117,16 +138,19 @@ class DicomZipTransport:
             ctx.meter.add_bytes(share)
 
         def make_stream() -> ZipStream:
-            stream = ZipStream(members, on_bytes=on_bytes, cancel=stop)  # type: ignore[arg-type]
-            holder["stream"] = stream
+            stream = ZipStream(members, compress_level=level, on_bytes=on_bytes, cancel=stop, measured=first.measured)
+            digests.update(first.sha256)
+            stream.sha256 = digests  # filled while it is read
             return stream
 
         def attempt() -> str:
             if stop.is_set():
                 raise Cancelled()
-            body = StreamBody(make_stream, stored_length(members))
             try:
-                result = import_data(ctx.session, body, options, server=ctx.server)
+                if settings.prebuild:
+                    result = self._send_prebuilt(ctx, make_stream(), options)
+                else:
+                    result = import_data(ctx.session, StreamBody(make_stream, length), options, server=ctx.server)
             except BaseException:
                 ctx.meter.undo_bytes(sent_bytes[0])  # these bytes will be sent again (or never)
                 sent_bytes[0] = 0
@@ -141,10 +165,32 @@ class DicomZipTransport:
 
         uri = ctx.retry.run(attempt, stop, on_retry=lambda exc: ctx.meter.set_phase("retrying", exc.message))
         ctx.meter.add_bytes(payload - sent_bytes[0])
-        stream = holder["stream"]
-        digests = [stream.sha256.get(name, "") for name in by_name]
-        ctx.store.mark_sent(ctx.job.id, [f.id for f in by_name.values()], digests)
+        ctx.store.mark_sent(ctx.job.id, [f.id for f in by_name.values()], [digests.get(n, "") for n in by_name])
         ctx.meter.add_files(len(batch))
         if ctx.meter.phase == "retrying":
             ctx.meter.set_phase("sending")
         return uri
+
+    def _send_prebuilt(self, ctx: TransferContext, stream: ZipStream, options: ImportOptions) -> ImportResult:
+        """Write the archive to a temp file, then send that file; the file is removed whatever happens."""
+        report, stream.on_bytes = stream.on_bytes, None  # progress follows the upload, not the writing
+        fd, name = tempfile.mkstemp(prefix="xnat-uploader-", suffix=".zip")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in stream:
+                    fh.write(chunk)
+            size = os.path.getsize(name)
+
+            def chunks() -> Iterator[bytes]:
+                with open(name, "rb") as fh:
+                    while block := fh.read(CHUNK):
+                        if stream.cancel is not None and stream.cancel.is_set():
+                            raise Cancelled()
+                        yield block
+                        if report is not None:
+                            report(len(block))
+
+            return import_data(ctx.session, StreamBody(chunks, size), options, server=ctx.server)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)

@@ -111,6 +111,7 @@ class ZipStream:
         compress_level: int | None = None,
         on_bytes: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
+        measured: dict[str, tuple[int, int, str]] | None = None,
     ) -> None:
         if len(members) > MAX_ENTRIES:
             raise ValueError(f"too many entries for one archive: {len(members)}")
@@ -120,20 +121,43 @@ class ZipStream:
         self.cancel = cancel
         self.sent = 0
         self.crcs: dict[str, int] = {}
+        self._last_crc = 0
         self.sha256: dict[str, str] = {}  # arcname -> hex digest of the bytes sent, for the receipt
+        # Deflated archives: arcname -> (crc, compressed size, sha256), from a first compression pass.
+        self.measured: dict[str, tuple[int, int, str]] = dict(measured or {})
         self._length = stored_length(self.members) if compress_level is None else None
         if self._length is not None and self._length > MAX_ARCHIVE_BYTES:
             raise ValueError("archive would exceed 4 GiB: split the batch")
 
     def __len__(self) -> int:
-        """The exact length for stored archives. Raises TypeError for deflated ones (unknown length)."""
+        """The exact length. For a deflated archive the first call compresses everything once to know it."""
         if self._length is None:
-            raise TypeError("a deflated archive has no length known up front")
-        return self._length
+            self.measure()
+        return self._length  # type: ignore[return-value]
 
     @property
-    def content_length(self) -> int | None:
-        return self._length
+    def content_length(self) -> int:
+        return len(self)
+
+    def measure(self) -> None:
+        """Deflate every member once (discarding the output) to learn the sizes the headers announce.
+
+        Deflate is deterministic for the same bytes and level, so the second pass, while sending,
+        produces exactly these sizes; if a file changed in between, :class:`SourceChanged` is raised.
+        """
+        total = _END.size
+        for member in self.members:
+            if member.arcname not in self.measured:
+                crc, digest, packed = 0, hashlib.sha256(), 0
+                for chunk in self._deflated(member, digest_into=digest):
+                    packed += len(chunk)
+                crc = self._last_crc
+                self.measured[member.arcname] = (crc, packed, digest.hexdigest())
+            name_len = len(_encode_name(member.arcname)[0])
+            total += _LOCAL.size + _CENTRAL.size + 2 * name_len + self.measured[member.arcname][1]
+        if total > MAX_ARCHIVE_BYTES:
+            raise ValueError("archive would exceed 4 GiB: split the batch")
+        self._length = total
 
     def __iter__(self) -> Iterator[bytes]:
         central: list[bytes] = []
@@ -178,9 +202,9 @@ class ZipStream:
 
     def _emit(self, data: bytes) -> Iterator[bytes]:
         for start in range(0, len(data), CHUNK):
+            piece = data[start : start + CHUNK] if len(data) > CHUNK else data
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
-            piece = data[start : start + CHUNK] if len(data) > CHUNK else data
             yield piece
             self.sent += len(piece)
             if self.on_bytes is not None:
@@ -190,11 +214,11 @@ class ZipStream:
         """Read what the local header needs: (crc, data chunks, compressed size, method)."""
         try:
             if self.compress_level is not None:
-                data = self._read_all(member)
-                self.sha256[member.arcname] = hashlib.sha256(data).hexdigest()
-                packer = zlib.compressobj(self.compress_level, zlib.DEFLATED, -15)
-                packed = packer.compress(data) + packer.flush()
-                return zlib.crc32(data), [packed], len(packed), 8
+                if member.arcname not in self.measured:
+                    self.measure()
+                crc, packed, digest = self.measured[member.arcname]
+                self.sha256[member.arcname] = digest
+                return crc, self._checked(self._deflated(member), packed, member), packed, 8
             if member.size <= SMALL_MEMBER:
                 data = self._read_all(member)
                 self.sha256[member.arcname] = hashlib.sha256(data).hexdigest()
@@ -210,6 +234,33 @@ class ZipStream:
                 f"Could not read {member.arcname}: {exc.strerror or exc}.",
                 "Check that the folder is still there (drive connected), then retry.",
             ) from exc
+
+    def _deflated(self, member: ZipMember, digest_into: hashlib._Hash | None = None) -> Iterator[bytes]:
+        """The member's bytes deflated (raw stream), chunk by chunk; sets ``_last_crc`` at the end."""
+        packer = zlib.compressobj(self.compress_level or 1, zlib.DEFLATED, -15)
+        crc = 0
+        for chunk in self._read_chunks(member):
+            crc = zlib.crc32(chunk, crc)
+            if digest_into is not None:
+                digest_into.update(chunk)
+            out = packer.compress(chunk)
+            if out:
+                yield out
+        self._last_crc = crc
+        yield packer.flush()
+
+    def _checked(self, chunks: Iterator[bytes], expected: int, member: ZipMember) -> Iterator[bytes]:
+        n = 0
+        for chunk in chunks:
+            n += len(chunk)
+            if n > expected:
+                break
+            yield chunk
+        if n != expected:
+            raise SourceChanged(
+                f"{member.arcname} changed while uploading.",
+                "Scan the folder again before uploading; files must not change during an upload.",
+            )
 
     def _read_all(self, member: ZipMember) -> bytes:
         with member.open() as fh:
