@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -70,6 +71,21 @@ def test_retry_policy_retries_transient_only():
     with pytest.raises(E.ProjectAccessError):
         policy.run(permanent, threading.Event())
     assert len(calls) == 1
+
+
+def test_retry_after_is_honoured():
+    calls = []
+
+    def busy():
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            error = E.ServerError("HTTP 429", "busy", status=429)
+            error.retry_after = 0.3
+            raise error
+        return "ok"
+
+    assert RetryPolicy(attempts=3, base=0.001).run(busy, threading.Event()) == "ok"
+    assert calls[1] - calls[0] >= 0.3
 
 
 def test_retry_gives_up_after_attempts_and_honours_cancel():

@@ -233,6 +233,11 @@ class Store:
         self._counters = {"subject": 0, "experiment": 0, "resource": 0}
         for sub in ("prearchive", "archive", "inbox", "cache"):
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
+        for leftover in (data_dir / "cache").iterdir():  # half-received bodies of an earlier run
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
     # -- ids and temp files -------------------------------------------------------------------
     def next_id(self, kind: str) -> int:

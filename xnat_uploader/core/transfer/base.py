@@ -186,7 +186,8 @@ class RetryPolicy:
             except XnatError as exc:
                 if not exc.transient or attempt == self.attempts - 1:
                     raise
-                wait = self.delay(attempt)
+                # A 429/503 with Retry-After says how long to wait; otherwise back off with jitter.
+                wait = min(float(exc.retry_after), self.cap * 4) if exc.retry_after else self.delay(attempt)
                 log.warning("Transient failure (%s); retry %d in %.1f s", type(exc).__name__, attempt + 1, wait)
                 if on_retry is not None:
                     on_retry(exc)

@@ -1,0 +1,171 @@
+"""The queue in the background: runs queued jobs, a limited number at a time per server.
+
+The GUI (through its worker adapter) and long-running tools use this; the command line runs jobs
+one after the other with :func:`~xnat_uploader.core.queue.runner.run_job` directly. On start the
+scheduler picks up every job a crash or a quit interrupted. Pause, resume, cancel and retry act
+per job; all of their effects are in the queue store, so they survive a restart too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from xnat_uploader.core.queue.runner import JobControl, run_job
+from xnat_uploader.core.queue.store import RESUMABLE, FileState, JobState, QueueStore
+from xnat_uploader.core.transfer.base import ProgressFn
+from xnat_uploader.core.xnat.session import XnatSession
+
+log = logging.getLogger(__name__)
+
+SessionFor = Callable[[str, str], XnatSession]  # (server_url, user) -> a logged-in session, shared per server
+StateFn = Callable[[int, JobState], None]
+
+
+class Scheduler:
+    """Runs queued jobs on worker threads; at most ``per_server`` at once for each server.
+
+    Every public method may be called from any thread. Callbacks (``on_progress``, ``on_state``) come
+    from worker threads: a GUI must hand them to its own thread (Qt signals do).
+    """
+
+    def __init__(
+        self,
+        store: QueueStore,
+        session_for: SessionFor,
+        receipts_dir: Path,
+        *,
+        per_server: int = 1,
+        on_progress: ProgressFn | None = None,
+        on_state: StateFn | None = None,
+    ) -> None:
+        self.store = store
+        self.session_for = session_for
+        self.receipts_dir = receipts_dir
+        self.per_server = per_server
+        self.on_progress = on_progress
+        self.on_state = on_state
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._running: dict[int, tuple[threading.Thread, JobControl, str]] = {}
+        self._stopping = False
+        self._dispatcher: threading.Thread | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Resume interrupted jobs and start dispatching."""
+        for job in self.store.jobs([s for s in RESUMABLE if s is not JobState.QUEUED]):
+            self.store.set_state(job.id, JobState.QUEUED, "Resumed after a restart.")
+        self._dispatcher = threading.Thread(target=self._dispatch, name="queue-dispatcher", daemon=True)
+        self._dispatcher.start()
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Pause running jobs (they resume on the next start) and stop. True if every thread ended in time."""
+        with self._lock:
+            self._stopping = True
+            running = list(self._running.values())
+            self._wake.notify_all()
+        for _, control, _ in running:
+            control.pause()
+        ok = True
+        for thread, _, _ in running:
+            thread.join(timeout)
+            ok = ok and not thread.is_alive()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout)
+        return ok
+
+    # -- per job -----------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Look for queued jobs now (call after adding jobs to the store)."""
+        with self._lock:
+            self._wake.notify_all()
+
+    def pause(self, job_id: int) -> None:
+        with self._lock:
+            running = self._running.get(job_id)
+        if running:
+            running[1].pause()
+        elif self.store.job(job_id).state is JobState.QUEUED:
+            self._set(job_id, JobState.PAUSED, "Paused.")
+
+    def resume(self, job_id: int) -> None:
+        if self.store.job(job_id).state is JobState.PAUSED:
+            self._set(job_id, JobState.QUEUED, "")
+            self.wake()
+
+    def cancel(self, job_id: int) -> None:
+        with self._lock:
+            running = self._running.get(job_id)
+        if running:
+            running[1].cancel()
+        elif not self.store.job(job_id).state.finished:
+            self._set(job_id, JobState.CANCELLED, "Cancelled by the user.")
+
+    def retry(self, job_id: int) -> None:
+        """Queue a failed or cancelled job again; files the server refused for good stay refused."""
+        job = self.store.job(job_id)
+        if job.state in (JobState.FAILED, JobState.CANCELLED):
+            failed = [f.id for f in self.store.files(job_id, [FileState.FAILED])]
+            self.store.reset_files(job_id, failed)
+            self._set(job_id, JobState.QUEUED, "")
+            self.wake()
+
+    def remove(self, job_id: int) -> None:
+        """Forget a job that is not running (its receipt file stays)."""
+        with self._lock:
+            if job_id in self._running:
+                raise RuntimeError("cancel the job before removing it")
+        self.store.remove_job(job_id)
+
+    def running(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    # -- inside ------------------------------------------------------------------------------
+    def _set(self, job_id: int, state: JobState, message: str) -> None:
+        self.store.set_state(job_id, state, message)
+        if self.on_state:
+            self.on_state(job_id, state)
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                busy: dict[str, int] = {}
+                for _, _, server in self._running.values():
+                    busy[server] = busy.get(server, 0) + 1
+                for job in self.store.jobs([JobState.QUEUED]):
+                    server = job.spec.server_url
+                    if job.id in self._running or busy.get(server, 0) >= self.per_server:
+                        continue
+                    busy[server] = busy.get(server, 0) + 1
+                    control = JobControl()
+                    thread = threading.Thread(target=self._run, args=(job.id, control), name=f"job-{job.id}")
+                    self._running[job.id] = (thread, control, server)
+                    thread.start()
+                self._wake.wait(timeout=1.0)
+
+    def _run(self, job_id: int, control: JobControl) -> None:
+        state = JobState.FAILED
+        try:
+            job = self.store.job(job_id)
+            if self.on_state:
+                self.on_state(job_id, JobState.RUNNING)
+            session = self.session_for(job.spec.server_url, job.spec.user)
+            state = run_job(
+                self.store, job_id, session, receipts_dir=self.receipts_dir, progress=self.on_progress, control=control
+            )
+        except Exception as exc:  # noqa: BLE001 - a job's failure must never stop the queue
+            log.exception("Job %d stopped unexpectedly", job_id)
+            message = getattr(exc, "message", None) or f"Unexpected error: {type(exc).__name__}"
+            self.store.set_state(job_id, JobState.FAILED, message, getattr(exc, "hint", ""))
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+                self._wake.notify_all()
+            if self.on_state:
+                self.on_state(job_id, state)
