@@ -8,11 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${XNAT_UPLOADER_VENV:-.venv}
-# Qt (offscreen and xcb), fonts, dcmtk for the DICOM interop tests.
+# Qt (offscreen and xcb), fonts, dcmtk for the DICOM interop tests; binutils (PyInstaller's objdump),
+# nsis and wine for the packaging tests (the Windows installer is compiled and run under wine64).
 APT_PACKAGES=(
   libgl1 libegl1 libglib2.0-0 libxkbcommon0 libfontconfig1 libfreetype6 libdbus-1-3 fonts-dejavu-core
   xvfb xauth libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
   dcmtk
+  binutils nsis wine wine64
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xnat-uploader {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--dev-config", metavar="DIR", help="keep settings, queue and logs under DIR")
+    parser.add_argument("--self-test", action="store_true", help="check that every part loads, print versions, exit")
+    # Also accepted before the sub-command (``xnat-uploader --no-crash-dialog``), e.g. by the frozen app in CI.
+    parser.add_argument("--no-crash-dialog", dest="no_crash_dialog_top", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"xnat_uploader.commands.{name}")
@@ -29,8 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
+    if args.no_crash_dialog_top:
+        args.no_crash_dialog = True
     if args.dev_config:
         paths.set_base(args.dev_config)
+    if args.self_test:
+        from xnat_uploader import selftest
+
+        return selftest.run(verbose=args.verbose)
     log.setup(verbose=args.verbose)
     module = importlib.import_module(f"xnat_uploader.commands.{args.command}")
     try:
