@@ -11,7 +11,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
@@ -19,46 +18,15 @@ from tests.core.test_index import rec
 from tests.dicomgen import conflicting_series, make_odd_corpus, secondary_capture_series, write_archives, write_one
 from xnat_uploader.core.dicom import checks
 from xnat_uploader.core.dicom.checks import Severity, file_sha256, log_findings, run_checks, transfer_syntax_name
+from xnat_uploader.core.dicom.fallback import read_with_pydicom
 from xnat_uploader.core.dicom.index import DicomIndex, build_index
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.sandbox.synthetic import write_corpus
 
 
-def record_from(ds: pydicom.Dataset, path: str, size: int, member: str = "") -> InstanceRecord:
-    """The record the scanner would make for ``ds`` (a stand-in for it in these tests)."""
-
-    def text(keyword: str) -> str:
-        value = ds.get(keyword)
-        return "" if value is None else str(value).strip()
-
-    def number(keyword: str) -> int | None:
-        value = ds.get(keyword)
-        return None if value in (None, "") else int(value)
-
-    image_type = ds.get("ImageType")
-    meta = getattr(ds, "file_meta", None)
-    return InstanceRecord(
-        path=path,
-        size=size,
-        patient_id=text("PatientID"),
-        patient_name=text("PatientName"),
-        study_uid=text("StudyInstanceUID"),
-        study_date=text("StudyDate"),
-        study_time=text("StudyTime"),
-        study_description=text("StudyDescription"),
-        accession_number=text("AccessionNumber"),
-        series_uid=text("SeriesInstanceUID"),
-        series_number=number("SeriesNumber"),
-        series_description=text("SeriesDescription"),
-        modality=text("Modality"),
-        sop_class_uid=text("SOPClassUID"),
-        sop_instance_uid=text("SOPInstanceUID"),
-        instance_number=number("InstanceNumber"),
-        transfer_syntax=str(meta.get("TransferSyntaxUID", "")) if meta is not None else "",
-        image_type="\\".join(image_type) if isinstance(image_type, list | pydicom.multival.MultiValue) else "",
-        burned_in_annotation=text("BurnedInAnnotation"),
-        member=member,
-    )
+def record_from(data: bytes, path: str, member: str = "") -> InstanceRecord:
+    """The record pydicom gives for these bytes (the scanner's own fallback path)."""
+    return read_with_pydicom(io.BytesIO(data), len(data), path, member)
 
 
 def index_of(*paths: Path) -> DicomIndex:
@@ -66,9 +34,7 @@ def index_of(*paths: Path) -> DicomIndex:
     files = []
     for p in paths:
         files += sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    records = [
-        record_from(pydicom.dcmread(f, stop_before_pixels=True, force=True), str(f), f.stat().st_size) for f in files
-    ]
+    records = [record_from(f.read_bytes(), str(f)) for f in files]
     return build_index(records)
 
 
@@ -239,10 +205,10 @@ def test_archive_members_are_hashed_and_compared_with_loose_files(tmp_path):
         contents = {zpath: z.read(member), tpath: t.extractfile(member).read()}
     records = []
     for archive, data in contents.items():
-        r = record_from(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True), str(archive), len(data), member)
+        r = record_from(data, str(archive), member)
         assert file_sha256(r) == expected
         records.append(r)
-    loose = record_from(pydicom.dcmread(first, stop_before_pixels=True), str(first), first.stat().st_size)
+    loose = record_from(first.read_bytes(), str(first))
     [finding] = run_checks(build_index([loose, *records]))
     assert finding.code == checks.DUPLICATE_SAME
     assert set(finding.paths) == {str(first), f"{zpath}!{member}", f"{tpath}!{member}"}
