@@ -21,6 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="SECONDS",
         help="build idle RECEIVING sessions after this many seconds (XNAT: 5 minutes)",
     )
+    p.add_argument(
+        "--dicom-port",
+        type=int,
+        nargs="?",
+        const=8104,
+        metavar="N",
+        help="also run a DICOM C-STORE receiver on this port (alone: XNAT's 8104; 0: any free port)",
+    )
+    p.add_argument("--ae-title", default="XNAT", metavar="AET", help="the receiver's AE title (default: XNAT)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,18 +41,27 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"xnat-uploader sandbox: {exc}")
         return 2
-    server = SandboxServer(
-        args.data,
-        port=args.port,
-        user=args.user,
-        password=args.password,
-        projects=tuple(args.project or ("DEMO",)),
-        faults=faults,
-        version=args.xnat_version,
-        auto_build_after=args.auto_build_after,
-    ).start()
+    try:
+        server = SandboxServer(
+            args.data,
+            port=args.port,
+            user=args.user,
+            password=args.password,
+            projects=tuple(args.project or ("DEMO",)),
+            faults=faults,
+            version=args.xnat_version,
+            auto_build_after=args.auto_build_after,
+            dicom_port=args.dicom_port,
+            ae_title=args.ae_title,
+        ).start()
+    except (OSError, ValueError) as exc:  # port in use, an AE title DICOM does not allow...
+        print(f"xnat-uploader sandbox: {exc}")
+        return 2
     projects = ", ".join(sorted(server.app.store.projects))
     print(f"XNAT sandbox ready at {server.url}  (user {args.user}; projects {projects})", flush=True)
+    if server.dicom is not None:
+        dicom = server.dicom
+        print(f"DICOM receiver: AE title {dicom.ae_title} at {dicom.host} port {dicom.port}", flush=True)
     print(f"Data in {server.data_dir}" + (" (restored from an earlier run)" if server.restored else ""), flush=True)
     if faults.active:
         print(f"Faults: {faults}", flush=True)

@@ -16,6 +16,7 @@ that works against it works against XNAT. Start it with ``xnat-uploader sandbox`
 ``handlers``    gradual-DICOM, DICOM-zip, SI, inbox handlers; ``xar``: the XAR handler
 ``multipart``   a streaming multipart/form-data reader
 ``prearchive``  prearchive listings, session GET/DELETE/actions, the auto-build timer
+``dicom_scp``   the DICOM C-STORE/C-ECHO receiver (pynetdicom): files each instance as gradual-DICOM does
 ``batch``       ``/data/services/prearchive/{move,delete,rebuild}``
 ``archive``     ``/data/services/archive`` and the Direct-Archive XAPI
 ``listings``    projects, subjects, experiments, scans (tables and single objects)
@@ -24,8 +25,4 @@ that works against it works against XNAT. Start it with ``xnat-uploader sandbox`
 ``site``        JSESSION, auth, buildInfo, users, schemas, search elements, dicomscp
 ``tables``, ``xmldoc``, ``schema``  XNAT's table, object and schema representations
 ``synthetic``   synthetic DICOM corpora (no patient data)
-
-Not here yet: the DICOM C-STORE receiver (a later issue). It will live in its own module
-(``cstore``), be started by ``SandboxServer.start`` next to the HTTP server, and hand each
-received object to :func:`xnat_uploader.sandbox.sessions.receive` as gradual-DICOM does.
 """

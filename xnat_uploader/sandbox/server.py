@@ -6,8 +6,8 @@
         server.set_faults("http500_every=3")
 
 Behaviour follows ``xnat-api.md``; see :mod:`xnat_uploader.sandbox.faults` for the fault syntax.
-A C-STORE receiver is not part of this server yet (a later issue); it will be started from
-:meth:`SandboxServer.start` next to the HTTP server.
+With ``dicom_port`` (0: any free port) a C-STORE receiver (:mod:`xnat_uploader.sandbox.dicom_scp`)
+runs next to the HTTP server: ``server.dicom_port``, ``server.dicom`` (its stats, allowed calling AEs).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from types import TracebackType
 from xnat_uploader.sandbox import persist as persist_state
 from xnat_uploader.sandbox.app import App, LoggedRequest, Settings
 from xnat_uploader.sandbox.auth import User
+from xnat_uploader.sandbox.dicom_scp import DicomReceiver
 from xnat_uploader.sandbox.faults import FaultSpec
 from xnat_uploader.sandbox.httpd import SandboxHTTPServer
 from xnat_uploader.sandbox.prearchive import AutoBuilder
@@ -40,7 +41,8 @@ class SandboxServer:
     old"). ``auto_build_after`` is XNAT's idle time before RECEIVING sessions are built (300 s);
     tests lower it. :meth:`add_project` takes a ``prearchive_code`` (0, 4 auto-archive, 5 overwrite).
     With a ``data_dir`` of the caller's, the metadata is saved to ``state.json`` on :meth:`stop` and
-    restored by the next server on that folder (``persist=False`` turns this off).
+    restored by the next server on that folder (``persist=False`` turns this off). ``dicom_port``
+    (0: any free port) also runs XNAT's DICOM C-STORE receiver with AE title ``ae_title``.
     """
 
     def __init__(
@@ -60,6 +62,8 @@ class SandboxServer:
         auto_build_after: float = 300.0,
         rebuild_tick: float = 1.0,
         persist: bool = True,
+        dicom_port: int | None = None,
+        ae_title: str = "XNAT",
     ):
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="xnat-sandbox-"))
@@ -81,6 +85,10 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
         self._builder: AutoBuilder | None = None
         self.url = ""
+        # XNAT's DICOM receiver files as the site's "received file user", normally an administrator.
+        self.dicom: DicomReceiver | None = None
+        if dicom_port is not None:
+            self.dicom = DicomReceiver(self.app, self.admin, host=host, port=dicom_port, ae_title=ae_title)
 
     # -- set-up helpers -------------------------------------------------------------------------
     def add_project(
@@ -169,11 +177,24 @@ class SandboxServer:
         self._thread.start()
         self._builder = AutoBuilder(self.app)
         self._builder.start()
+        if self.dicom is not None:
+            try:
+                self.dicom.start()
+            except OSError:  # e.g. the DICOM port is taken: leave nothing half running
+                self.stop()
+                raise
         log.info("sandbox serving at %s", self.url)
         return self
 
+    @property
+    def dicom_port(self) -> int | None:
+        """The C-STORE receiver's port (the bound one after :meth:`start`), or None without one."""
+        return self.dicom.port if self.dicom is not None else None
+
     def stop(self) -> None:
         """Stop serving, close connections, and remove the data folder if it was a temporary one."""
+        if self.dicom is not None:
+            self.dicom.stop()  # first: no instance may arrive while the state is saved
         if self._builder is not None:
             self._builder.stop()
             self._builder = None

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from xnat_uploader.sandbox import schema
+from xnat_uploader.sandbox.dicom_scp import receivers
 from xnat_uploader.sandbox.httpd import HttpError, Request, Response, Router
 
 if TYPE_CHECKING:
@@ -110,9 +111,9 @@ def register(router: Router, app: App) -> None:
         return Response.text(request.user.login)
 
     def dicomscp(request: Request) -> Response:
-        # The C-STORE receiver is not part of this sandbox yet: XNAT lists its receivers here, and an
-        # empty list is what a site without receivers answers.
-        return _json([])
+        # XNAT lists its receivers here; a sandbox started without a DICOM port answers as a site
+        # without receivers: an empty list.
+        return _json([receiver.describe() for receiver in receivers(app)])
 
     def schemas(request: Request, name: str | None = None) -> Response:
         if name is None:
