@@ -10,7 +10,7 @@ import pytest
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow, FileState
 from xnat_uploader.core.transfer.base import AnyEvent, ProgressMeter, RetryPolicy
-from xnat_uploader.core.transfer.dicom_zip import arcname, make_batches
+from xnat_uploader.core.transfer.dicom_zip import ZipSettings, arcname, make_batches, plan_batches
 from xnat_uploader.core.verify import compare
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.models import Scan
@@ -29,6 +29,21 @@ def test_batches_close_before_either_limit():
     huge = [row(0, size=500), row(1, size=10)]
     assert [len(b) for b in make_batches(huge, max_bytes=100, max_files=10)] == [1, 1]
     assert make_batches([], 100, 10) == []
+
+
+def test_batch_plan_starts_small_and_gives_every_worker_work():
+    mb = 1 << 20
+    files = [row(i, size=mb) for i in range(200)]  # 200 MB
+    batches = plan_batches(files, ZipSettings(), workers=4)
+    assert sum(len(b) for b in batches) == 200
+    assert [f.id for b in batches for f in b] == list(range(200))  # order kept, nothing lost
+    assert len(batches[0]) == 4  # the first batch only opens the session
+    assert len(batches) - 1 >= 4  # then at least one batch per worker
+    assert max(len(b) for b in batches[1:]) <= 49
+    few = plan_batches([row(i, size=100) for i in range(10)], ZipSettings(), workers=4)
+    assert [len(b) for b in few] == [10]  # tiny sessions stay one request
+    capped = plan_batches(files, ZipSettings(batch_bytes=10 * mb), workers=2)
+    assert max(sum(f.size for f in b) for b in capped) <= 10 * mb
 
 
 def test_arcnames_are_stable_and_unique_per_instance():

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_BYTES = 256 << 20
 DEFAULT_BATCH_FILES = 2000
+FIRST_BATCH_BYTES = 4 << 20
+MIN_BATCH_BYTES = 16 << 20  # below this, per-request overhead outweighs the overlap
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,23 @@ def make_batches(files: Sequence[FileRow], max_bytes: int, max_files: int) -> li
     return batches
 
 
+def plan_batches(files: Sequence[FileRow], settings: ZipSettings, workers: int) -> list[list[FileRow]]:
+    """A small first batch (it creates the session while the others wait), then batches sized so every
+    worker has some: the server imports a body once it has arrived whole, so several smaller requests in
+    flight overlap sending with importing where one big one would not."""
+    first_bytes = 0
+    head: list[FileRow] = []
+    for f in files:
+        if head and (first_bytes + f.size > FIRST_BATCH_BYTES or len(head) >= settings.batch_files):
+            break
+        head.append(f)
+        first_bytes += f.size
+    rest = files[len(head) :]
+    share = -(-sum(f.size for f in rest) // workers) if rest else 0  # ceil
+    per_batch = min(settings.batch_bytes, max(MIN_BATCH_BYTES, share))
+    return [head, *make_batches(rest, per_batch, settings.batch_files)]
+
+
 def arcname(f: FileRow) -> str:
     """A stable, unique name per instance: re-sending it replaces the same file on the server."""
     base = f.sop_uid or os.path.basename(f.member or f.path) or f"file{f.id}"
@@ -89,7 +108,7 @@ class DicomZipTransport:
         if not files:
             return SendResult(ctx.job.uri, 0)
         settings = self.settings or ZipSettings.from_options(ctx.job.spec.options)
-        batches = make_batches(files, settings.batch_bytes, settings.batch_files)
+        batches = plan_batches(files, settings, max(1, ctx.workers))
         options = uploader_options(ctx, ImportHandler.DICOM_ZIP)
         stop = AnyEvent(ctx.cancel, threading.Event())
         uri = self._send_batch(ctx, batches[0], options, stop, settings)
