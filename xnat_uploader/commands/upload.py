@@ -8,12 +8,14 @@ acknowledged. Exit 0 when every job ended verified, 1 when one failed, 2 for bad
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from xnat_uploader import paths
 from xnat_uploader.commands._connect import (
@@ -24,20 +26,21 @@ from xnat_uploader.commands._connect import (
     report,
     resolve_target,
 )
+from xnat_uploader.commands.echo import add_receiver_args
 from xnat_uploader.commands.scan import ProgressLine, _is_terminal, human_bytes, scan_into_index
 from xnat_uploader.core.credentials import CredentialStore
 from xnat_uploader.core.errors import UserError
-from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, plan_jobs
+from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, existing_on_server, plan_jobs
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import JobState, QueueStore
 from xnat_uploader.core.secret import Secret
+from xnat_uploader.core.transfer import cstore
 from xnat_uploader.core.transfer.base import TransferProgress
 from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
 from xnat_uploader.core.xnat import XnatClient
-from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive
 
 EXIT_BAD_INPUT = 2
-DEFAULT_WORKERS = {"zip": 4, "gradual": 8}
+DEFAULT_WORKERS = {"zip": 4, "gradual": 8, "cstore": 4}
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,11 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="zip mode: write each batch to a temp file first (for proxies that refuse streamed uploads)",
     )
     p.add_argument("--batch-files", type=int, default=DEFAULT_BATCH_FILES, help=argparse.SUPPRESS)
+    # C-STORE: the receiver; with --url also set, host/port/AE title default to XNAT's receiver on that server.
+    add_receiver_args(p, required=False)
+    p.add_argument("--route", action="store_true",
+                   help="cstore: write Project/Subject/Session into PatientComments of the sent copies")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.mode == "cstore":
-        return report(UserError("The C-STORE transport is not available yet.", "Use --mode zip or --mode gradual."))
     if not args.paths and not args.resume:
         return report(UserError("Nothing to upload.", "Give one or more folders, or --resume."))
     missing = [p for p in args.paths if not os.path.exists(p)]
@@ -83,24 +88,37 @@ def run(args: argparse.Namespace) -> int:
     if args.paths and not args.project:
         report(UserError("No project given.", "Add -P PROJECT (the project ID, not its title)."))
         return EXIT_BAD_INPUT
+    if args.mode == "cstore":
+        problem = _cstore_args(args)
+        if problem is not None:
+            report(problem)
+            return EXIT_BAD_INPUT
+    # C-STORE needs no REST login; with --url it is used for planning and to verify in the prearchive.
+    rest = args.mode != "cstore" or bool(args.url)
     try:
-        target = resolve_target(args)
-        password = _password(args, target.entry)
+        target = resolve_target(args) if rest else None
+        password = _password(args, target.entry) if target else None
     except UserError as exc:
         return report(exc)
     workers = args.workers or DEFAULT_WORKERS[args.mode]
-    options = target.entry.connection_options(workers=max(workers, 2), read_timeout=args.timeout)
     store = QueueStore(paths.ensure(paths.data_dir()) / "queue.sqlite3")
+    if target is not None:
+        server_url, user = target.entry.url, target.entry.user
+        options = target.entry.connection_options(workers=max(workers, 2), read_timeout=args.timeout)
+        connection: Any = XnatClient(target.entry.url, target.entry.user, password, options)  # type: ignore[arg-type]
+    else:
+        server_url, user = f"dicom://{args.host}:{args.port}", args.called_aet
+        connection = contextlib.nullcontext()
     try:
-        with XnatClient(target.entry.url, target.entry.user, password, options) as client:
-            info = client.connect()
-            if args.destination == "direct" and not info.supports_direct_archive:
+        with connection as client:
+            info = client.connect() if client is not None else None
+            if args.destination == "direct" and info is not None and not info.supports_direct_archive:
                 return report(
                     UserError(
                         f"This XNAT ({info.version_string}) cannot archive directly (1.8.3+ can).", "Use --archive."
                     )
                 )
-            job_ids = _resumable(store, target.entry.url, target.entry.user) if args.resume else []
+            job_ids = _resumable(store, server_url, user) if args.resume else []
             if args.paths:
                 planned = _plan(args, client, store)
                 if planned is None:
@@ -112,10 +130,12 @@ def run(args: argparse.Namespace) -> int:
                         "destination": args.destination or "prearchive",
                         "direct_archive": args.destination == "direct", "batch_files": args.batch_files,
                         "compress_level": args.deflate, "prebuild": args.prebuild_zip}  # fmt: skip
+                if args.mode == "cstore":
+                    opts.update({cstore.OPT_HOST: args.host, cstore.OPT_PORT: args.port,
+                                 cstore.OPT_CALLED: args.called_aet, cstore.OPT_CALLING: args.calling_aet,
+                                 cstore.OPT_ROUTE: args.route})  # fmt: skip
                 job_ids += [
-                    enqueue(
-                        store, job, server_url=target.entry.url, user=target.entry.user, mode=args.mode, options=opts
-                    )  # fmt: skip
+                    enqueue(store, job, server_url=server_url, user=user, mode=args.mode, options=opts)
                     for job in planned.jobs
                 ]
             return _run_jobs(store, job_ids, client, args)
@@ -123,6 +143,22 @@ def run(args: argparse.Namespace) -> int:
         return report(exc, "Upload")
     finally:
         store.close()
+
+
+def _cstore_args(args: argparse.Namespace) -> UserError | None:
+    """Fill the receiver from ``--url`` (XNAT's default receiver) where not given; say what is missing."""
+    if args.url:
+        args.host = args.host or urlsplit(args.url).hostname
+        args.port = args.port or 8104
+        args.called_aet = args.called_aet or "XNAT"
+    if not (args.host and args.port and args.called_aet):
+        return UserError("The DICOM receiver is not given.", "Add --host, --port and --called-aet (or --url).")
+    if args.destination in ("archive", "direct"):
+        return UserError(
+            "With C-STORE, XNAT's receiver decides where sessions go (the project's prearchive settings).",
+            "Leave out --archive/--direct-archive, or use --mode zip.",
+        )
+    return None
 
 
 def _password(args: argparse.Namespace, entry: Any) -> Secret:
@@ -145,7 +181,7 @@ def _resumable(store: QueueStore, url: str, user: str) -> list[int]:
     return [j.id for j in jobs]
 
 
-def _plan(args: argparse.Namespace, client: XnatClient, store: QueueStore) -> Plan | None:
+def _plan(args: argparse.Namespace, client: XnatClient | None, store: QueueStore) -> Plan | None:
     line = ProgressLine(sys.stderr) if _is_terminal(sys.stderr) else None
     index, progress = scan_into_index(list(args.paths), on_progress=line)
     if line:
@@ -155,14 +191,8 @@ def _plan(args: argparse.Namespace, client: XnatClient, store: QueueStore) -> Pl
         f"{len(index.rejected):,} other files skipped.",
         file=sys.stderr,
     )
-    queued = {j.spec.session_label for j in store.jobs() if j.spec.project == args.project and not j.state.finished}
-    prearchived = list_prearchive(client.session, args.project)
-    existing = Existing(
-        archive=frozenset(e.label for e in list_experiments(client.session, args.project)),
-        prearchive=frozenset(s.name for s in prearchived),
-        queue=frozenset(queued),
-        studies={s.study_uid: ("prearchive", s.name) for s in prearchived if s.study_uid},
-    )
+    # Without a REST login (C-STORE only) nothing on the server can be checked.
+    existing = existing_on_server(client.session, args.project, store) if client else Existing()
     target = Target(args.project, args.subject, args.session, args.mode,
                     "" if args.overwrite == "none" else args.overwrite)  # fmt: skip
     plan = plan_jobs(index, target, existing)
@@ -189,7 +219,7 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         print(f"{r['project']}/{r['subject']}/{r['session']}: {r['files']:,} files, {human_bytes(r['bytes'])}")
 
 
-def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient, args: argparse.Namespace) -> int:
+def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient | None, args: argparse.Namespace) -> int:
     receipts_dir = paths.ensure(paths.data_dir() / "receipts")
     receipts = []
     worst = EXIT_OK
@@ -198,7 +228,8 @@ def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient, args: a
         bar = _Bar(job.spec.session_label) if _is_terminal(sys.stderr) else None
         control = JobControl()
         try:
-            state = run_job(store, job_id, client.session, receipts_dir=receipts_dir, server=client.server_info(),
+            state = run_job(store, job_id, client.session if client else None, receipts_dir=receipts_dir,
+                            server=client.server_info() if client else None,
                             progress=bar.update if bar else None, control=control)  # fmt: skip
         except KeyboardInterrupt:
             control.pause()

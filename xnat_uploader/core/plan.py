@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 from xnat_uploader.core.dicom.index import DicomIndex, StudyNode
 from xnat_uploader.core.dicom.records import InstanceRecord
-from xnat_uploader.core.queue.store import FileSpec, JobSpec, QueueStore
+from xnat_uploader.core.queue.store import FileSpec, JobRow, JobSpec, QueueStore
+from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive, list_subjects
+from xnat_uploader.core.xnat.session import XnatSession
+from xnat_uploader.core.xnat.transport import normalize_url
 
 # XNAT's rule for subject and experiment labels (the web UI's validator and the REST layer):
 # letters, digits, underscore and dash only.
@@ -214,6 +217,31 @@ def _check_job(job: PlannedJob, existing: Existing, overwrite: str, planned: Map
             f"Session {job.session_label} already exists in the {place} of {job.project}. Choose another label, "
             "or choose to merge into it (overwrite: append)."
         )
+
+
+def queued_labels(jobs: Iterable[JobRow], project: str, server_url: str | None = None) -> frozenset[str]:
+    """Session labels of unfinished jobs for ``project`` (on ``server_url`` when given) in the queue."""
+    server = normalize_url(server_url) if server_url else None
+    return frozenset(
+        j.spec.session_label
+        for j in jobs
+        if j.spec.project == project and not j.state.finished and (server is None or j.spec.server_url == server)
+    )
+
+
+def existing_on_server(session: XnatSession, project: str, store: QueueStore | None = None) -> Existing:
+    """What ``project`` already holds (archive, prearchive, subjects) plus the unfinished queue.
+
+    Blocking server calls: run it on a worker thread (or the command line's main thread).
+    """
+    prearchived = list_prearchive(session, project)
+    return Existing(
+        archive=frozenset(e.label for e in list_experiments(session, project)),
+        prearchive=frozenset(s.name for s in prearchived),
+        queue=queued_labels(store.jobs(), project, session.base_url) if store is not None else frozenset(),
+        subjects=frozenset(s.label for s in list_subjects(session, project)),
+        studies={s.study_uid: ("prearchive", s.name) for s in prearchived if s.study_uid},
+    )
 
 
 def enqueue(

@@ -19,11 +19,13 @@ from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
 from xnat_uploader.core.receipt import build_receipt, write_receipt
 from xnat_uploader.core.transfer.base import ProgressFn, ProgressMeter, RetryPolicy, TransferContext, Transport
+from xnat_uploader.core.transfer.cstore import CStoreTransport
 from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
 from xnat_uploader.core.transfer.gradual import GradualTransport
 from xnat_uploader.core.verify import VerifyResult, verify
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.importer import trigger_direct_archive
+from xnat_uploader.core.xnat.listing import list_prearchive
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef
 from xnat_uploader.core.xnat.prearchive import commit
 from xnat_uploader.core.xnat.server_info import ServerInfo, get_server_info
@@ -31,7 +33,11 @@ from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
 
-TRANSPORTS: dict[str, Callable[[], Transport]] = {"zip": DicomZipTransport, "gradual": GradualTransport}
+TRANSPORTS: dict[str, Callable[[], Transport]] = {
+    "zip": DicomZipTransport,
+    "gradual": GradualTransport,
+    "cstore": CStoreTransport,
+}
 
 
 @dataclass
@@ -52,7 +58,7 @@ class JobControl:
 def run_job(
     store: QueueStore,
     job_id: int,
-    session: XnatSession,
+    session: XnatSession | None,
     *,
     receipts_dir: Path,
     server: ServerInfo | None = None,
@@ -65,7 +71,8 @@ def run_job(
     """Run job ``job_id`` to its end (or until paused/cancelled/failed). Returns the final state.
 
     Blocking; call it from a worker thread (or the CLI's main thread). ``progress`` is called from
-    sending threads, at most every 0.2 s, with plain :class:`TransferProgress` data.
+    sending threads, at most every 0.2 s, with plain :class:`TransferProgress` data. ``session`` may be
+    ``None`` only for C-STORE jobs sent without an XNAT login: they are then not verified.
     """
     control = control or JobControl()
     job = store.job(job_id)
@@ -80,7 +87,7 @@ def run_job(
         job_id, job.bytes_total, job.files_total, progress, bytes_done=job.bytes_sent, files_done=job.files_sent
     )
     ctx = TransferContext(
-        session=session,
+        session=session,  # type: ignore[arg-type]  # None only for C-STORE without REST; checked where used
         store=store,
         job=job,
         cancel=control.cancel_event,
@@ -90,7 +97,7 @@ def run_job(
         retry=retry or RetryPolicy(),
     )
     started = time.time()
-    heartbeat = _Heartbeat(session, control.cancel_event)
+    heartbeat = _Heartbeat(session, control.cancel_event) if session is not None else None
     try:
         result = _run(ctx, transport)
         path = write_receipt(receipts_dir, build_receipt(store.job(job_id), store.files(job_id), result, started))
@@ -101,8 +108,9 @@ def run_job(
                 "Retry the job to send the missing series again.",
             )  # fmt: skip
             return JobState.FAILED
-        store.set_state(job_id, JobState.DONE, result.summary() if result else "sent")
-        meter.set_phase("done", result.summary() if result else "")
+        done = result.summary() if result else _unverified(store, job_id)
+        store.set_state(job_id, JobState.DONE, done)
+        meter.set_phase("done", done)
         return JobState.DONE
     except Cancelled:
         state = JobState.PAUSED if control.paused else JobState.CANCELLED
@@ -120,7 +128,8 @@ def run_job(
         )  # fmt: skip
         return JobState.FAILED
     finally:
-        heartbeat.stop()
+        if heartbeat is not None:
+            heartbeat.stop()
         meter.finish()
 
 
@@ -159,30 +168,70 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
             sent = transport.send(ctx, unsent)
             if sent.uri:
                 store.set_uri(job_id, sent.uri)
-        uri = store.job(job_id).uri
-        if not uri:
-            raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
-        ctx.check_cancel()
-        store.set_state(job_id, JobState.COMMITTING)
-        ctx.meter.set_phase("committing")
-        if direct:
-            archived = _archive_direct(ctx, uri)
-            if archived is None:
-                return None  # XNAT archives it in the background; nothing to list yet
-            uri = archived
+        if ctx.job.spec.mode == "cstore":
+            result = _find_cstore_session(ctx)  # the receiver fills the prearchive itself: nothing to commit
+            if result is None:
+                return None
         else:
-            uri = _commit(ctx, uri)
-        store.set_uri(job_id, uri)
-        store.set_state(job_id, JobState.VERIFYING)
-        ctx.meter.set_phase("verifying")
-        sent_files = store.files(job_id, [FileState.SENT])
-        result = ctx.retry.run(lambda u=uri, s=sent_files: verify(ctx.session, u, s), ctx.cancel)
+            uri = store.job(job_id).uri
+            if not uri:
+                raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+            ctx.check_cancel()
+            store.set_state(job_id, JobState.COMMITTING)
+            ctx.meter.set_phase("committing")
+            if direct:
+                archived = _archive_direct(ctx, uri)
+                if archived is None:
+                    return None  # XNAT archives it in the background; nothing to list yet
+                uri = archived
+            else:
+                uri = _commit(ctx, uri)
+            store.set_uri(job_id, uri)
+            store.set_state(job_id, JobState.VERIFYING)
+            ctx.meter.set_phase("verifying")
+            sent_files = store.files(job_id, [FileState.SENT])
+            result = ctx.retry.run(lambda u=uri, s=sent_files: verify(ctx.session, u, s), ctx.cancel)
         if result.ok or round_ == 1:
             return result
         missing = result.missing_series_uids()
         store.log(job_id, "resend", result.summary())
         store.reset_files(job_id, [f.id for f in sent_files if f.series_uid in missing])
     return result
+
+
+def _find_cstore_session(ctx: TransferContext) -> VerifyResult | None:
+    """A C-STORE job's session: found in the prearchive by StudyInstanceUID (its ``tag``) and verified once built.
+
+    ``None`` when it cannot be checked (no XNAT login, not listed yet, still being received or built).
+    """
+    store, job_id, spec = ctx.store, ctx.job.id, ctx.job.spec
+    sent_files = store.files(job_id, [FileState.SENT])
+    if not sent_files:
+        raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+    if ctx.session is None or not spec.study_uid:
+        return None
+    store.set_state(job_id, JobState.VERIFYING)
+    ctx.meter.set_phase("verifying")
+    rows = [r for r in ctx.retry.run(lambda: list_prearchive(ctx.session), ctx.cancel) if r.study_uid == spec.study_uid]
+    rows.sort(key=lambda r: (r.project != spec.project, r.name != spec.session_label))  # the routed one first
+    if not rows:
+        return None
+    store.set_uri(job_id, rows[0].uri)
+    if rows[0].status != "READY":
+        return None
+    return ctx.retry.run(lambda: verify(ctx.session, rows[0].uri, sent_files), ctx.cancel)
+
+
+def _unverified(store: QueueStore, job_id: int) -> str:
+    """The DONE message of a job that could not be verified (yet)."""
+    job = store.job(job_id)
+    if job.spec.mode != "cstore":
+        return "sent"
+    where = f" (now in the prearchive: {job.uri})" if job.uri else ""
+    return (
+        f"sent {job.files_sent} files by C-STORE; the DICOM receiver builds the session itself{where}, "
+        "XNAT after a few idle minutes"
+    )
 
 
 def _archive_direct(ctx: TransferContext, uri: str) -> str | None:

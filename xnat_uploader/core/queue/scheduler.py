@@ -155,7 +155,9 @@ class Scheduler:
             job = self.store.job(job_id)
             if self.on_state:
                 self.on_state(job_id, JobState.RUNNING)
-            session = self.session_for(job.spec.server_url, job.spec.user)
+            # C-STORE jobs sent without an XNAT login are keyed dicom://host:port: nothing to log in to.
+            direct_dicom = job.spec.server_url.startswith("dicom://")
+            session = None if direct_dicom else self.session_for(job.spec.server_url, job.spec.user)
             state = run_job(
                 self.store, job_id, session, receipts_dir=self.receipts_dir, progress=self.on_progress, control=control
             )

@@ -1,0 +1,415 @@
+"""C-STORE transport: send a job's files to a DICOM receiver (XNAT's, or any SCP) over DICOM associations.
+
+The settings live in the job's options, so a resumed job finds them again (see :data:`OPTION_KEYS`).
+A run goes: C-ECHO (a plain message when the receiver cannot be reached or refuses us); read each
+file's SOP class and transfer syntax from its header; propose exactly those pairs (at most 128 per
+association, more kinds make more association groups); split each group over ``workers``
+associations in parallel threads; each association is reused for all its files. The wire work is in
+:mod:`.dimse`, which keeps the GIL mostly released (socket calls, hashing), so threads are enough.
+
+Per instance, the receiver's status decides: success and warnings (0xB000, 0xB006, 0xB007) are
+recorded as sent (in small batches, see :class:`_Acks`; warnings also in the job history); "out of
+resources" (0xA7xx, XNAT's answer to a server error), a lost association or a late answer
+re-associate and send the file again with backoff; every other refusal (0x0122 SOP class not
+supported, 0xA9xx, 0xCxxx ...) rejects that file for good. A restart sends only the files not yet
+acknowledged.
+
+XNAT does not answer a C-STORE with a session URI: its receiver files the data into the prearchive
+itself and builds the session later. So :meth:`CStoreTransport.send` returns ``uri=""``; the runner
+then looks for the session by StudyInstanceUID. With ``route`` on, ``Project: P Subject: S Session: E``
+is written into PatientComments of the sent copy (xnat-api.md 10.2), never into the user's file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from pydicom.uid import UID
+
+from xnat_uploader.core.dicom.reader import NotDicom, read_bytes, read_file
+from xnat_uploader.core.errors import Cancelled, UserError
+from xnat_uploader.core.queue.store import FileRow
+from xnat_uploader.core.transfer import dimse
+from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source
+from xnat_uploader.core.transfer.dimse import (
+    Association,
+    DicomError,
+    Endpoint,
+    NoContextError,
+    dataset_offset,
+    group_contexts,
+    read_meta,
+)
+
+log = logging.getLogger(__name__)
+
+# Keys of ``JobSpec.options`` read by this transport.
+OPT_HOST, OPT_PORT, OPT_CALLED, OPT_CALLING = "cstore_host", "cstore_port", "called_aet", "calling_aet"
+OPT_ROUTE, OPT_TIMEOUT = "route", "cstore_timeout"
+OPTION_KEYS = (OPT_HOST, OPT_PORT, OPT_CALLED, OPT_CALLING, OPT_ROUTE, OPT_TIMEOUT)
+DEFAULT_CALLING_AET = "XNATUPLOAD"
+MAX_LOGGED_WARNINGS = 20  # per run, one history line each; the rest are counted
+ACK_BATCH, ACK_SECONDS = 16, 0.5  # acknowledged files are recorded in the queue at least this often
+
+
+@dataclass(frozen=True)
+class CStoreSettings:
+    """Where to send and how. Plain data: any thread."""
+
+    endpoint: Endpoint
+    route: bool = False
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> CStoreSettings:
+        """Read the job options; raises :class:`UserError` when the receiver is not fully named. Any thread."""
+        host, port, called = options.get(OPT_HOST), options.get(OPT_PORT), options.get(OPT_CALLED)
+        if not host or not port or not called:
+            raise UserError(
+                "The DICOM receiver is not set for this upload (host, port and called AE title are needed).",
+                "Give --host, --port and --called-aet (XNAT's receiver: the server's host, port 8104, AE title XNAT).",
+            )
+        timeout = float(options.get(OPT_TIMEOUT) or 30.0)
+        endpoint = Endpoint(
+            str(host), int(port), str(called), str(options.get(OPT_CALLING) or DEFAULT_CALLING_AET),
+            connect_timeout=min(timeout, 10.0), acse_timeout=timeout, dimse_timeout=timeout,
+        )  # fmt: skip
+        return cls(endpoint, bool(options.get(OPT_ROUTE)))
+
+
+def routing_comment(project: str, subject: str, session: str) -> str:
+    """The PatientComments text XNAT's default routing reads (xnat-api.md 10.2): ``Project: P Subject: S ...``.
+
+    Pure; any thread. Values follow XNAT's label rule (letters, digits, ``_``, ``-``), which its matcher needs.
+    """
+    parts = [f"Project: {project}"]
+    if subject:
+        parts.append(f"Subject: {subject}")
+    if session:
+        parts.append(f"Session: {session}")
+    return " ".join(parts)
+
+
+def check_receiver(endpoint: Endpoint) -> None:
+    """C-ECHO the receiver; raises a :class:`DicomError` with a plain message when it does not answer well.
+
+    Blocking (up to the endpoint's time-outs): call it from a worker thread or the command line's main thread.
+    """
+    status = dimse.echo(endpoint)
+    if status != 0x0000:
+        raise DicomError(
+            f"The DICOM receiver {endpoint} answered the connection test with status 0x{status:04X}.",
+            "Check the receiver's configuration.",
+        )
+
+
+@dataclass
+class _Item:
+    row: FileRow
+    sop_class: str
+    transfer_syntax: str
+
+
+@dataclass
+class _Stats:
+    """Counts shared by the sending threads (under ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent: int = 0
+    rejected: int = 0
+    warnings: Counter[int] = field(default_factory=Counter)
+    warnings_logged: int = 0
+
+
+class _Acks:
+    """Acknowledged files of one worker, written to the queue in one transaction per few files.
+
+    A transaction per file costs about as much as hashing the file (~0.1 ms); every ``ACK_BATCH``
+    files or ``ACK_SECONDS`` the queue catches up. A crash in between re-sends those few files, which
+    the receiver simply stores again; a failure or a cancel flushes them first (the caller's finally).
+    """
+
+    def __init__(self, ctx: TransferContext) -> None:
+        self.ctx = ctx
+        self.ids: list[int] = []
+        self.digests: list[str] = []
+        self.bytes = 0
+        self.since = 0.0
+
+    def add(self, file_id: int, digest: str, size: int) -> None:
+        if not self.ids:
+            self.since = time.monotonic()
+        self.ids.append(file_id)
+        self.digests.append(digest)
+        self.bytes += size
+        if len(self.ids) >= ACK_BATCH or time.monotonic() - self.since >= ACK_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.ids:
+            return
+        self.ctx.store.mark_sent(self.ctx.job.id, self.ids, self.digests)
+        self.ctx.meter.add_bytes(self.bytes)
+        self.ctx.meter.add_files(len(self.ids))
+        self.ids, self.digests, self.bytes = [], [], 0
+
+
+class CStoreTransport:
+    """The ``cstore`` transport. ``settings`` overrides the job options (tests, benchmarks)."""
+
+    name = "cstore"
+
+    def __init__(self, settings: CStoreSettings | None = None) -> None:
+        self.settings = settings
+
+    def send(self, ctx: TransferContext, files: list[FileRow]) -> SendResult:
+        """Send ``files``; records every answer in the queue store. Call from the job's (worker) thread."""
+        if not files:
+            return SendResult("", 0)
+        settings = self.settings or CStoreSettings.from_options(ctx.job.spec.options)
+        ctx.meter.set_phase("sending", f"connection test (C-ECHO) to {settings.endpoint}")
+        ctx.retry.run(lambda: check_receiver(settings.endpoint), ctx.cancel, on_retry=self._on_retry(ctx))
+        items = self._read_headers(ctx, files)
+        stats = _Stats()
+        stop = AnyEvent(ctx.cancel, threading.Event())
+        jobs: list[tuple[list[tuple[str, str]], list[_Item]]] = []
+        for contexts in group_contexts([(i.sop_class, i.transfer_syntax) for i in items]):
+            wanted = set(contexts)
+            group = [i for i in items if (i.sop_class, i.transfer_syntax) in wanted]
+            # Contiguous slices keep each series together on one association, in order.
+            n = max(1, min(ctx.workers, len(group)))
+            size = -(-len(group) // n)
+            jobs += [(contexts, group[k : k + size]) for k in range(0, len(group), size)]
+        ctx.meter.set_phase("sending", f"{len(items)} instances, {len(jobs)} association(s)")
+        pool = ThreadPoolExecutor(max_workers=max(1, min(ctx.workers, len(jobs))), thread_name_prefix="cstore")
+        try:
+            futures = [pool.submit(self._send_slice, ctx, settings, c, g, stop, stats) for c, g in jobs]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                stop.events[1].set()
+                wait(futures)
+                raise failed[0].exception()  # type: ignore[misc]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._report_warnings(ctx, stats)
+        return SendResult("", stats.sent)
+
+    # -- before sending -------------------------------------------------------------------------------
+    def _read_headers(self, ctx: TransferContext, files: list[FileRow]) -> list[_Item]:
+        """SOP class and transfer syntax of each file (its header only); unreadable files are rejected."""
+        items = []
+        for f in files:
+            ctx.check_cancel()
+            # Most files carry both UIDs in their file meta: the first 4 KB tell. Others (no meta,
+            # archive members) get the full header reader, which also finds SOPClassUID in the dataset.
+            sop_class = ts = ""
+            if not f.member:
+                with open(f.path, "rb") as fh:
+                    _, sop_class, ts = read_meta(fh.read(4096))
+            if not (sop_class and ts):
+                try:
+                    if f.member:
+                        with open_source(f.path, f.member) as fh:
+                            rec = read_bytes(fh.read(), f.path, f.member)
+                    else:
+                        rec = read_file(f.path)
+                except NotDicom as exc:
+                    ctx.store.mark_failed(ctx.job.id, [f.id], f"Not sent: {exc.reason}.", permanent=True)
+                    continue
+                sop_class, ts = rec.sop_class_uid, rec.transfer_syntax
+            if not sop_class or not ts:
+                ctx.store.mark_failed(ctx.job.id, [f.id], "Not sent: no SOP Class UID in the file.", permanent=True)
+                continue
+            items.append(_Item(f, sop_class, ts))
+        return items
+
+    # -- one association's worth of files -------------------------------------------------------------
+    def _send_slice(
+        self, ctx: TransferContext, settings: CStoreSettings, contexts: list[tuple[str, str]], items: list[_Item],
+        stop: AnyEvent, stats: _Stats,
+    ) -> None:  # fmt: skip
+        """Send ``items`` over one association, re-associating after a break. Runs on a pool thread."""
+        assoc: Association | None = None
+        acks = _Acks(ctx)
+        attempts = 0  # failed tries of the current file
+        i = 0
+        try:
+            while i < len(items):
+                if stop.is_set():
+                    raise Cancelled()
+                item = items[i]
+                if assoc is None:
+                    assoc = self._associate(ctx, settings.endpoint, contexts, stop)
+                    if assoc is None:  # the receiver takes none of these kinds of data
+                        for rest in items[i:]:
+                            self._reject_all(ctx, [rest], stats, _not_accepted(rest))
+                        return
+                if (item.sop_class, item.transfer_syntax) not in assoc.accepted:
+                    self._reject_all(ctx, [item], stats, _not_accepted(item))
+                    i += 1
+                    continue
+                data = self._read(item)
+                digest: list[str] = []
+                try:
+                    payload = self._payload(ctx, settings, item, data)
+                    answer = assoc.store(
+                        item.sop_class, item.row.sop_uid, item.transfer_syntax, payload,
+                        while_waiting=lambda d=data, out=digest: out.append(hashlib.sha256(d).hexdigest()),
+                    )  # fmt: skip
+                except DicomError as exc:
+                    assoc = None  # closed by the failure; re-associate for this file
+                    attempts += 1
+                    self._back_off(ctx, item, exc, attempts, stop)
+                    continue
+                status = answer.status
+                if status == 0x0000 or is_warning(status):
+                    acks.add(item.row.id, digest[0], len(data))
+                    with stats.lock:
+                        stats.sent += 1
+                        if status:
+                            self._note_warning(ctx, stats, item, status, answer.comment)
+                elif is_retryable(status):
+                    attempts += 1
+                    assoc.release()  # a fresh association after the pause, as a busy receiver may need
+                    assoc = None
+                    busy = DicomError(
+                        f"The DICOM receiver answered 0x{status:04X} ({status_words(status)}) to a file.",
+                        "It may be short of disk space or failing to store; check the receiver's log.",
+                    )
+                    busy.transient = True
+                    self._back_off(ctx, item, busy, attempts, stop)
+                    continue
+                else:
+                    reason = f"refused by the DICOM receiver: 0x{status:04X} {status_words(status)}"
+                    self._reject_all(ctx, [item], stats, reason + (f" ({answer.comment})" if answer.comment else ""))
+                attempts = 0
+                i += 1
+        finally:
+            acks.flush()  # what the receiver acknowledged is recorded, whatever ended the loop
+            if assoc is not None:
+                assoc.release()
+
+    def _associate(
+        self, ctx: TransferContext, endpoint: Endpoint, contexts: list[tuple[str, str]], stop: AnyEvent
+    ) -> Association | None:
+        try:
+            return ctx.retry.run(lambda: Association(endpoint, contexts), stop, on_retry=self._on_retry(ctx))
+        except NoContextError:
+            return None
+
+    def _back_off(self, ctx: TransferContext, item: _Item, exc: DicomError, attempts: int, stop: AnyEvent) -> None:
+        """After a failed try of ``item``: wait (backoff with jitter), or give up after the policy's attempts."""
+        if not exc.transient or attempts >= ctx.retry.attempts:
+            ctx.store.mark_failed(ctx.job.id, [item.row.id], exc.message)
+            raise exc
+        log.warning("C-STORE of %s failed (%s); try %d", item.row.sop_uid, type(exc).__name__, attempts + 1)
+        ctx.meter.set_phase("retrying", exc.message)
+        if stop.wait(ctx.retry.delay(attempts - 1)):
+            raise Cancelled() from exc
+        ctx.meter.set_phase("sending")
+
+    @staticmethod
+    def _on_retry(ctx: TransferContext) -> Any:
+        return lambda exc: ctx.meter.set_phase("retrying", exc.message)
+
+    # -- data -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _read(item: _Item) -> bytes:
+        with open_source(item.row.path, item.row.member) as fh:
+            data = fh.read()
+        if len(data) != item.row.size:
+            raise UserError(
+                f"{item.row.member or item.row.path} changed size since it was scanned ({item.row.size} -> "
+                f"{len(data)} bytes).",
+                "Scan the folder again before uploading; files must not change during an upload.",
+            )
+        return data
+
+    @staticmethod
+    def _payload(ctx: TransferContext, settings: CStoreSettings, item: _Item, data: bytes) -> memoryview:
+        """The dataset bytes to send: the file's own (not decoded), or with ``route`` a changed copy."""
+        if not settings.route:
+            return memoryview(data)[dataset_offset(data) :]
+        spec = ctx.job.spec
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        if "TransferSyntaxUID" not in ds.file_meta:  # a raw dataset without file meta
+            ds.file_meta.TransferSyntaxUID = UID(item.transfer_syntax)
+        # Replace, not append: an older "Project: X" in the comment would otherwise win.
+        ds.PatientComments = routing_comment(spec.project, spec.subject, spec.session_label)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)  # same transfer syntax; pixel data left as it was
+        copy = out.getvalue()
+        return memoryview(copy)[dataset_offset(copy) :]
+
+    # -- outcomes -------------------------------------------------------------------------------------
+    @staticmethod
+    def _reject_all(ctx: TransferContext, items: list[_Item], stats: _Stats, reason: str) -> None:
+        ctx.store.mark_failed(ctx.job.id, [i.row.id for i in items], f"Not sent: {reason}.", permanent=True)
+        with stats.lock:
+            stats.rejected += len(items)
+
+    @staticmethod
+    def _note_warning(ctx: TransferContext, stats: _Stats, item: _Item, status: int, comment: str) -> None:
+        """Count a warning (caller holds ``stats.lock``); the first few go to the job history by UID."""
+        stats.warnings[status] += 1
+        if stats.warnings_logged < MAX_LOGGED_WARNINGS:
+            stats.warnings_logged += 1
+            detail = f"{item.row.sop_uid}: stored with warning 0x{status:04X} ({status_words(status)})"
+            ctx.store.log(ctx.job.id, "warning", detail + (f": {comment}" if comment else ""))
+
+    @staticmethod
+    def _report_warnings(ctx: TransferContext, stats: _Stats) -> None:
+        if not stats.warnings:
+            return
+        parts = ", ".join(f"0x{s:04X} {status_words(s)}: {n}" for s, n in sorted(stats.warnings.items()))
+        total = sum(stats.warnings.values())
+        ctx.store.log(ctx.job.id, "warnings", f"{total} instance(s) stored with warnings ({parts})")
+        ctx.meter.set_phase("sending", f"{total} instance(s) stored with warnings")
+
+
+# Status words (PS3.7 C, PS3.4 B.2.3) in words, and what to do about them.
+def status_words(status: int) -> str:
+    if status in (0xB000, 0xB006, 0xB007):
+        return {0xB000: "coercion of data elements", 0xB006: "elements discarded",
+                0xB007: "data set does not match SOP class"}[status]  # fmt: skip
+    if 0xA700 <= status <= 0xA7FF:
+        return "out of resources"
+    if 0xA900 <= status <= 0xA9FF:
+        return "data set does not match SOP class"
+    if 0xC000 <= status <= 0xCFFF:
+        return "cannot understand"
+    return {0x0117: "invalid SOP instance", 0x0122: "SOP class not supported", 0x0124: "not authorised",
+            0x0210: "duplicate invocation", 0x0211: "unrecognised operation", 0x0212: "mistyped argument",
+            0x0213: "resource limitation", 0x0001: "warning", 0x0107: "attribute list error",
+            0x0116: "attribute value out of range"}.get(status, "unknown status")  # fmt: skip
+
+
+def is_warning(status: int) -> bool:
+    return status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF
+
+
+def is_retryable(status: int) -> bool:
+    """Worth sending again later: the receiver was out of resources (XNAT says 0xA700 for server errors)."""
+    return 0xA700 <= status <= 0xA7FF or status == 0x0213
+
+
+def _not_accepted(item: _Item) -> str:
+    return f"the DICOM receiver does not accept {_name(item.sop_class)} in {_name(item.transfer_syntax)}"
+
+
+def _name(uid: str) -> str:
+    name = UID(uid).name
+    return name if name and name != uid else uid
+
+
+__all__ = ["OPTION_KEYS", "CStoreSettings", "CStoreTransport", "check_receiver", "routing_comment"]
