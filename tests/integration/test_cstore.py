@@ -434,11 +434,11 @@ def test_upload_command_cstore_with_url_uses_the_servers_host_and_finds_the_sess
     sandbox_factory, corpus, tmp_path, capsys, monkeypatch
 ):
     folder, sops = corpus
-    server = sandbox_factory(dicom_port=0)
+    server = sandbox_factory(dicom_port=0, ae_title="SITEAE")
     monkeypatch.setenv("XNAT_PASS", "admin")
-    # No --host and no --called-aet: XNAT's receiver on the server's host, AE title XNAT.
+    # No --host, --port or --called-aet: the server's host, and its receiver as /xapi/dicomscp lists it.
     argv = ["upload", str(folder), "-P", "DEMO", "--mode", "cstore", "--url", server.url, "--user", "admin"]
-    argv += ["--port", str(server.dicom_port), "--route"]
+    argv += ["--route"]
     assert main(argv) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     assert err.count("now in the prearchive: /data/prearchive/projects/DEMO/") == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -38,6 +39,9 @@ from xnat_uploader.core.transfer import cstore
 from xnat_uploader.core.transfer.base import TransferProgress
 from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
 from xnat_uploader.core.xnat import XnatClient
+from xnat_uploader.core.xnat.listing import list_dicom_receivers
+
+log = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2
 DEFAULT_WORKERS = {"zip": 4, "gradual": 8, "cstore": 4}
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with connection as client:
             info = client.connect() if client is not None else None
+            if args.mode == "cstore" and client is not None:
+                _receiver_from_server(args, client)
             if args.destination == "direct" and info is not None and not info.supports_direct_archive:
                 return report(
                     UserError(
@@ -148,10 +154,8 @@ def run(args: argparse.Namespace) -> int:
 def _cstore_args(args: argparse.Namespace) -> UserError | None:
     """Fill the receiver from ``--url`` (XNAT's default receiver) where not given; say what is missing."""
     if args.url:
-        args.host = args.host or urlsplit(args.url).hostname
-        args.port = args.port or 8104
-        args.called_aet = args.called_aet or "XNAT"
-    if not (args.host and args.port and args.called_aet):
+        args.host = args.host or urlsplit(args.url).hostname  # port and AE title: from the server, once connected
+    elif not (args.host and args.port and args.called_aet):
         return UserError("The DICOM receiver is not given.", "Add --host, --port and --called-aet (or --url).")
     if args.destination in ("archive", "direct"):
         return UserError(
@@ -159,6 +163,20 @@ def _cstore_args(args: argparse.Namespace) -> UserError | None:
             "Leave out --archive/--direct-archive, or use --mode zip.",
         )
     return None
+
+
+def _receiver_from_server(args: argparse.Namespace, client: XnatClient) -> None:
+    """Port and AE title of the server's first enabled DICOM receiver, unless given; else XNAT's defaults."""
+    if args.port and args.called_aet:
+        return
+    try:
+        receivers = list_dicom_receivers(client.session)
+    except UserError as exc:  # an old or locked-down server: fall back to XNAT's default receiver
+        log.info("Could not list the DICOM receivers (%s); using XNAT's defaults", type(exc).__name__)
+        receivers = []
+    chosen = next((r for r in receivers if r.enabled), None)
+    args.port = args.port or (chosen.port if chosen else 8104)
+    args.called_aet = args.called_aet or (chosen.ae_title if chosen else "XNAT")
 
 
 def _password(args: argparse.Namespace, entry: Any) -> Secret:

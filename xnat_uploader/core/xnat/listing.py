@@ -5,6 +5,7 @@ Every function does one or a few GETs through an :class:`XnatSession` and is thr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from xnat_uploader.core.xnat import errors as E
@@ -168,3 +169,28 @@ def list_prearchive_scans(session: XnatSession, ref: PrearchiveRef, *, file_coun
         resources = list_resources(session, f"{ref.uri}/scans/{seg(scan.id)}")
         out.append(_with_count(scan, sum(r.file_count or 0 for r in resources)))
     return out
+
+
+@dataclass(frozen=True)
+class DicomReceiver:
+    """One of the server's DICOM C-STORE receivers (``/xapi/dicomscp``); the host is the server's own."""
+
+    ae_title: str
+    port: int
+    enabled: bool
+
+
+def list_dicom_receivers(session: XnatSession) -> list[DicomReceiver]:
+    """The server's DICOM receivers, enabled ones first (xnat-api.md 9). Any signed-in user may list them."""
+    with session.request("GET", "/xapi/dicomscp", action="listing DICOM receivers") as resp:
+        try:
+            rows = resp.json()
+        except ValueError:
+            rows = []
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        try:
+            out.append(DicomReceiver(str(row["aeTitle"]), int(row["port"]), bool(row.get("enabled", True))))
+        except (KeyError, TypeError, ValueError):
+            continue  # an entry without a usable AE title or port cannot be sent to
+    return sorted(out, key=lambda r: not r.enabled)
