@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from xnat_uploader import __version__
+
+if TYPE_CHECKING:
+    from xnat_uploader.demo import Demo
+    from xnat_uploader.gui.dialogs.crash_dialog import CrashReporter
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +22,65 @@ def run_gui(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
 
     from xnat_uploader.gui.main_window import MainWindow
+    from xnat_uploader.gui.upload_controller import UploadController
+    from xnat_uploader.gui.upload_panels import install_upload_panels
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("xnat-uploader")
     app.setApplicationVersion(__version__)
+    reporter = install_crash_hooks(show_dialog=not getattr(args, "no_crash_dialog", False))
+    demo = _start_demo_if_wanted(args)
     window = MainWindow()
+    reporter.window = window
+    uploads = UploadController(parent=app)
+    install_upload_panels(window, uploads)
+    if demo is not None:
+        from xnat_uploader.gui import state
+
+        uploads.connect(demo.url, demo.user, demo.password)
+        state.set_last_folder(str(demo.corpus))
+        window.statusBar().showMessage(
+            window.tr("Demo: a local XNAT sandbox runs at {url} with project DEMO. Open Folder starts in sample DICOM "
+                      "({folder}); drop it or any folder here.").format(url=demo.url, folder=demo.corpus)
+        )  # fmt: skip
     window.show()
     if args.quit_after:
         QTimer.singleShot(int(args.quit_after * 1000), app.quit)
     log.info("xnat-uploader %s started", __version__)
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        window.close()  # after app.quit() too: saves the window state and stops the scan workers
+        uploads.shutdown()
+        reporter.uninstall()
+        if demo is not None:
+            demo.stop()
+
+
+def _start_demo_if_wanted(args: argparse.Namespace) -> Demo | None:
+    """``xnat-uploader demo``, or a first start with no server configured: run on the built-in sandbox.
+
+    The demo keeps its settings, queue and logs in its own temporary folder, so trying it never touches
+    the user's real ones.
+    """
+    from xnat_uploader.core import settings
+
+    if not getattr(args, "demo", False) and settings.load().servers:
+        return None
+    from xnat_uploader import paths
+    from xnat_uploader.demo import start_demo
+
+    demo = start_demo()
+    paths.set_base(demo.root / "app")
+    log.info("No server configured yet: starting the demo sandbox")
+    return demo
+
+
+def install_crash_hooks(show_dialog: bool = True) -> CrashReporter:
+    """Route unexpected errors from any thread to the log and (unless ``show_dialog`` is False,
+    ``--no-crash-dialog``) to the crash dialog on the GUI thread. Call on the GUI thread."""
+    from xnat_uploader.gui.dialogs.crash_dialog import CrashReporter
+
+    reporter = CrashReporter(show_dialog=show_dialog)
+    reporter.install()
+    return reporter

@@ -3,4 +3,4 @@
 To add a command, write a module here and list it in ``COMMANDS``.
 """
 
-COMMANDS = ["gui", "scan", "login", "logout", "prearchive", "sandbox", "upload", "echo"]
+COMMANDS = ["gui", "scan", "login", "logout", "prearchive", "sandbox", "upload", "echo", "demo"]

@@ -104,10 +104,18 @@ class WorkerRunner(QObject):
         thread.started.connect(worker.run)
         for signal in (worker.finished, worker.failed, worker.cancelled):
             signal.connect(thread.quit)
-        thread.finished.connect(lambda w=worker: self._forget(w))
+        # A bound slot of this GUI-thread object, not a lambda: PySide runs a lambda on the emitting thread.
+        thread.finished.connect(self._thread_finished)
         self._running[worker] = thread  # strong references until the thread has ended
         thread.start()
         return worker
+
+    @Slot()
+    def _thread_finished(self) -> None:
+        thread = self.sender()
+        for worker, running in list(self._running.items()):
+            if running is thread:
+                self._forget(worker)
 
     def _forget(self, worker: Worker) -> None:
         thread = self._running.pop(worker, None)

@@ -1,0 +1,1 @@
+"""Dialogs: crash report (more to come)."""

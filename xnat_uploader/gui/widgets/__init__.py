@@ -1,0 +1,1 @@
+"""Views: widgets without I/O."""
