@@ -44,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from tests.peers import find_dcmtk  # noqa: E402 - needs the checkout on sys.path
+
 AET = "STORESCP"
 TOOLS = ["ours-1", "ours-4", "storescu", "xnatctl"]
 CORPORA = {"quick": (4, 150), "full": (4, 500)}  # series x instances, 256x256 MR
@@ -60,14 +62,11 @@ class Run:
 
 
 def dcmtk(tool: str) -> str:
-    """dcmtk's program (pynetdicom installs Python apps with the same names: skip those)."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        path = Path(folder) / tool
-        if path.is_file() and os.access(path, os.X_OK):
-            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
-            if "dcmtk" in (out.stdout + out.stderr).lower():
-                return str(path)
-    raise SystemExit(f"dcmtk's {tool} is not installed (apt-get install dcmtk)")
+    """dcmtk's program (not pynetdicom's namesake)."""
+    found = find_dcmtk(tool)
+    if found is None:
+        raise SystemExit(f"dcmtk's {tool} is not installed (apt-get install dcmtk)")
+    return found
 
 
 def corpus(name: str) -> tuple[Path, set[str], int]:

@@ -7,7 +7,6 @@ started as a subprocess on a free port with its own output folder and killed in 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import signal
@@ -23,6 +22,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage, Verification
 
 from tests.dicomgen import write_one
+from tests.peers import dcmtk
 from xnat_uploader.cli import main
 from xnat_uploader.core.dicom.index import build_index
 from xnat_uploader.core.dicom.scan import scan_paths
@@ -46,18 +46,6 @@ from xnat_uploader.sandbox.synthetic import SECONDARY_CAPTURE, write_corpus
 
 FAST_RETRY = RetryPolicy(attempts=4, base=0.01, cap=0.05)
 SCP_AET = "STORESCP"
-
-
-@functools.cache
-def dcmtk(tool: str) -> str:
-    """The dcmtk program ``tool`` on PATH (pynetdicom installs Python apps with the same names: skip those)."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        path = Path(folder) / tool
-        if path.is_file() and os.access(path, os.X_OK):
-            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
-            if "dcmtk" in (out.stdout + out.stderr).lower():
-                return str(path)
-    raise AssertionError(f"dcmtk's {tool} is not installed (apt-get install dcmtk; ./dev.sh does it)")
 
 
 def free_port() -> int:

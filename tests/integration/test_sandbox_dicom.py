@@ -6,8 +6,6 @@ installs console scripts of the same names, so the tools are picked by their ``-
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 import socket
 import subprocess
@@ -30,6 +28,7 @@ from pydicom.uid import (
 from pynetdicom import AE
 
 from tests.integration.sandbox_data import Api
+from tests.peers import dcmtk
 from xnat_uploader.sandbox import dicom_scp
 from xnat_uploader.sandbox.dicomio import NotDicom
 from xnat_uploader.sandbox.httpd import HttpError
@@ -40,30 +39,6 @@ TIMEOUT = 30  # seconds per dcmtk run: a hung association fails the test instead
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def dcmtk(tool: str) -> str:
-    """dcmtk's ``tool`` on PATH (not pynetdicom's namesake). Missing: a failure on CI, a skip elsewhere."""
-    found = _find_dcmtk(tool)
-    if found:
-        return found
-    message = f"dcmtk's {tool} is not installed (./dev.sh installs it with apt)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@functools.cache
-def _find_dcmtk(tool: str) -> str | None:
-    # Probing runs each candidate once: pynetdicom's namesake starts a Python interpreter (~1 s).
-    for folder in os.get_exec_path():
-        candidate = Path(folder) / tool
-        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
-            continue
-        probe = subprocess.run([str(candidate), "--version"], capture_output=True, text=True, timeout=TIMEOUT)
-        if "dcmtk" in (probe.stdout + probe.stderr).lower():
-            return str(candidate)
-    return None
-
-
 def storescu(
     port: int, *paths: Path, called: str = "XNAT", calling: str = "STORESCU", propose: str = "-x="
 ) -> subprocess.CompletedProcess:
