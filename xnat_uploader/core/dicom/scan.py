@@ -207,15 +207,19 @@ class _Scan:
 
     def run_here(self, items: Iterable[str | Rejected]) -> Iterator[ScanBatch]:
         for item in items:
-            self.check_cancel()
-            if isinstance(item, Rejected):
-                self.add_rejected(item, is_file=False)
-            else:
-                self.add_result(item, read_one(item, keep_record=True))
-            if self.deferred:
-                yield from self.run_deferred()
-            if self.due():
-                yield self.batch()
+            yield from self.read_here(item)
+
+    def read_here(self, item: str | Rejected) -> Iterator[ScanBatch]:
+        """Read one walk item in this process; yield a batch when one is due."""
+        self.check_cancel()
+        if isinstance(item, Rejected):
+            self.add_rejected(item, is_file=False)
+        else:
+            self.add_result(item, read_one(item, keep_record=True))
+        if self.deferred:
+            yield from self.run_deferred()
+        if self.due():
+            yield self.batch()
 
     def run_pool(self, head: list[str], stream: Iterator[str | Rejected], workers: int) -> Iterator[ScanBatch]:
         items: Iterator[str | Rejected] = itertools.chain(head, stream)
@@ -226,15 +230,7 @@ class _Scan:
             item = next(items, None)
             if item is None:
                 return
-            self.check_cancel()
-            if isinstance(item, Rejected):
-                self.add_rejected(item, is_file=False)
-            else:
-                self.add_result(item, read_one(item, keep_record=True))
-            if self.deferred:
-                yield from self.run_deferred()
-            if self.due():
-                yield self.batch()
+            yield from self.read_here(item)
         pool = starter.pool
         if pool is None:  # no processes on this platform: the same work here
             yield from self.run_here(items)
