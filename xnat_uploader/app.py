@@ -22,6 +22,7 @@ def run_gui(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
 
     from xnat_uploader.gui.main_window import MainWindow
+    from xnat_uploader.gui.servers import install_server_bar
     from xnat_uploader.gui.upload_controller import UploadController
     from xnat_uploader.gui.upload_panels import install_upload_panels
 
@@ -34,10 +35,12 @@ def run_gui(args: argparse.Namespace) -> int:
     reporter.window = window
     uploads = UploadController(parent=app)
     install_upload_panels(window, uploads)
+    servers = install_server_bar(window, uploads)
     if demo is not None:
         from xnat_uploader.gui import state
 
         uploads.connect(demo.url, demo.user, demo.password)
+        servers.mark_signed_in(demo.url, demo.user, demo.server.app.settings.version)
         state.set_last_folder(str(demo.corpus))
         window.statusBar().showMessage(
             window.tr("Demo: a local XNAT sandbox runs at {url} with project DEMO. Open Folder starts in sample DICOM "

@@ -89,6 +89,20 @@ class Logins:
             raise UserError(*not_signed_in(url, user))
         return client.session
 
+    def disconnect(self, url: str, user: str) -> bool:
+        """Forget this run's login for (url, user) and log it out in the background. True if there was one."""
+        with self._lock:
+            client = self._clients.pop((normalize_url(url), user), None)
+        if client is not None:
+            close_clients([client])
+        return client is not None
+
+    def forget_server(self, url: str, user: str) -> None:
+        """Drop a server added during this run from :meth:`servers` (and its login)."""
+        self.disconnect(url, user)
+        key = (normalize_url(url), user)
+        self._extra = [s for s in self._extra if s.key != key]
+
     def close(self, wait: float = 0.0) -> None:
         """Log every client out (in the background; waits up to ``wait`` seconds)."""
         with self._lock:
