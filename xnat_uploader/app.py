@@ -22,6 +22,7 @@ def run_gui(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
 
     from xnat_uploader.gui.main_window import MainWindow
+    from xnat_uploader.gui.prearchive_tab import install_prearchive_tab
     from xnat_uploader.gui.servers import install_server_bar
     from xnat_uploader.gui.upload_controller import UploadController
     from xnat_uploader.gui.upload_panels import install_upload_panels
@@ -36,6 +37,7 @@ def run_gui(args: argparse.Namespace) -> int:
     uploads = UploadController(parent=app)
     install_upload_panels(window, uploads)
     servers = install_server_bar(window, uploads)
+    prearchive = install_prearchive_tab(window, uploads)
     if demo is not None:
         from xnat_uploader.gui import state
 
@@ -54,6 +56,7 @@ def run_gui(args: argparse.Namespace) -> int:
         return app.exec()
     finally:
         window.close()  # after app.quit() too: saves the window state and stops the scan workers
+        prearchive.shutdown()
         uploads.shutdown()
         reporter.uninstall()
         if demo is not None:

@@ -1,0 +1,114 @@
+"""The server calls of the Prearchive tab, as work functions for :class:`~xnat_uploader.gui.workers.Worker`.
+
+No Qt here. Each function returns or yields plain tuples that name what they belong to (the listing
+generation, the session), so the panel can drop answers that arrive after the user moved on. Errors are
+turned into text for the table instead of failing the worker: one session's error never hides the others.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.xnat import ArchiveOverwrite, PrearchiveSession, XnatClient
+
+WorkFn = Callable[[threading.Event], Generator[Any, None, Any]]
+Op = Callable[[XnatClient, PrearchiveSession], str]
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, UserError):
+        return f"{exc.message} {exc.hint}".strip()
+    return f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+def once(fn: Callable[[], Any]) -> WorkFn:
+    """A one-shot blocking call as a generator function."""
+
+    def work(cancel: threading.Event) -> Generator[Any, None, Any]:
+        yield from ()
+        return fn()
+
+    return work
+
+
+def guarded(tag: Any, fn: Callable[[], Any]) -> WorkFn:
+    """``(tag, result, "")`` or ``(tag, None, error text)``."""
+
+    def call() -> tuple[Any, Any, str]:
+        try:
+            return tag, fn(), ""
+        except Exception as exc:  # noqa: BLE001 - shown to the user by the panel
+            return tag, None, error_text(exc)
+
+    return once(call)
+
+
+def count_scans(client: XnatClient, sessions: list[PrearchiveSession], gen: int) -> WorkFn:
+    """Yields ``(gen, ref, scans, files, lastmod)`` per session whose scans could be listed; returns ``gen``."""
+
+    def work(cancel: threading.Event) -> Generator[Any, None, int]:
+        for s in sessions:
+            if cancel.is_set():
+                break
+            try:
+                scans = client.prearchive_scans(s.ref)
+            except Exception:  # noqa: BLE001 - counts stay empty; the details pane shows the error
+                continue
+            yield gen, s.ref, len(scans), sum(sc.file_count or 0 for sc in scans), s.lastmod
+        return gen
+
+    return work
+
+
+def run_actions(client: XnatClient, sessions: list[PrearchiveSession], op: Op, gen: int) -> WorkFn:
+    """Yields ``(gen, ref, ok, text)`` per session, one after the other; returns ``gen``."""
+
+    def work(cancel: threading.Event) -> Generator[Any, None, int]:
+        for s in sessions:
+            if cancel.is_set():
+                break
+            try:
+                yield gen, s.ref, True, op(client, s)
+            except Exception as exc:  # noqa: BLE001 - every error goes to its row
+                yield gen, s.ref, False, error_text(exc)
+        return gen
+
+    return work
+
+
+def archive_op(subject: str, label: str, overwrite: ArchiveOverwrite | None, done: str) -> Op:
+    """``done`` is a translated template with one ``{}`` for ``project/subject/session``."""
+
+    def op(client: XnatClient, s: PrearchiveSession) -> str:
+        result = client.archive(s.ref, subject=subject or None, label=label or None, overwrite=overwrite)
+        ref = result.archive_ref
+        return done.format(f"{ref.project}/{ref.subject}/{ref.experiment}" if ref else result.uri)
+
+    return op
+
+
+def move_op(project: str, done: str) -> Op:
+    def op(client: XnatClient, s: PrearchiveSession) -> str:
+        client.move(s.ref, project)
+        return done
+
+    return op
+
+
+def rebuild_op(done: str) -> Op:
+    def op(client: XnatClient, s: PrearchiveSession) -> str:
+        client.rebuild([s.ref])
+        return done
+
+    return op
+
+
+def delete_op(done: str) -> Op:
+    def op(client: XnatClient, s: PrearchiveSession) -> str:
+        client.delete(s.ref)
+        return done
+
+    return op
