@@ -21,9 +21,11 @@ def run_gui(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from xnat_uploader.gui.log_panel_action import install_log_panel
     from xnat_uploader.gui.main_window import MainWindow
     from xnat_uploader.gui.prearchive_tab import install_prearchive_tab
     from xnat_uploader.gui.servers import install_server_bar
+    from xnat_uploader.gui.settings_action import install_settings_action
     from xnat_uploader.gui.upload_controller import UploadController
     from xnat_uploader.gui.upload_panels import install_upload_panels
 
@@ -36,6 +38,8 @@ def run_gui(args: argparse.Namespace) -> int:
     reporter.window = window
     uploads = UploadController(parent=app)
     install_upload_panels(window, uploads)
+    install_settings_action(window, uploads)
+    log_panel = install_log_panel(window)
     servers = install_server_bar(window, uploads)
     prearchive = install_prearchive_tab(window, uploads)
     if demo is not None:
@@ -56,6 +60,7 @@ def run_gui(args: argparse.Namespace) -> int:
         return app.exec()
     finally:
         window.close()  # after app.quit() too: saves the window state and stops the scan workers
+        log_panel.detach()
         prearchive.shutdown()
         uploads.shutdown()
         reporter.uninstall()

@@ -1,4 +1,4 @@
-"""Settings: a versioned JSON file in the config dir holding the servers (never a password).
+"""Settings: a versioned JSON file in the config dir holding the servers and upload defaults (never a password).
 
 Minimal on purpose (issue 7 extends it). Writes are atomic (temp file + ``os.replace``), so a crash never
 leaves half a file. A file that cannot be read is renamed to ``settings.json.corrupt-<time>`` and defaults
@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -27,7 +28,7 @@ from xnat_uploader.core.xnat.transport import normalize_url
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: upload defaults ("defaults"); files of version 0 and 1 load with built-in defaults
 FILE_NAME = "settings.json"
 _SECRET_KEYS = {"password", "passwd", "secret", "token", "jsessionid"}
 _save_lock = threading.Lock()
@@ -76,12 +77,72 @@ class ServerEntry:
         )
 
 
+TRANSPORTS = ("zip", "gradual", "cstore")
+DESTINATIONS = ("prearchive", "archive")
+OVERWRITES = ("none", "append", "delete")
+
+
+@dataclass
+class Defaults:
+    """What a new upload form starts with. ``workers=None``: the transport's own default; ``deflate=None``: stored.
+
+    Values that are not allowed (a hand-edited file) fall back to the built-in default, one field at a time.
+    """
+
+    transport: str = "zip"
+    workers: int | None = None
+    destination: str = "prearchive"
+    overwrite: str = "none"
+    deflate: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transport": self.transport,
+            "workers": self.workers,
+            "destination": self.destination,
+            "overwrite": self.overwrite,
+            "deflate": self.deflate,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Defaults:
+        if not isinstance(data, dict):
+            return cls()
+        base = cls()
+
+        def choice(key: str, allowed: tuple[str, ...]) -> str:
+            value = data.get(key)
+            return value if value in allowed else getattr(base, key)
+
+        def number(key: str, low: int, high: int) -> int | None:
+            value = data.get(key)
+            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+            return value if ok else None
+
+        return cls(
+            transport=choice("transport", TRANSPORTS),
+            workers=number("workers", 1, 32),
+            destination=choice("destination", DESTINATIONS),
+            overwrite=choice("overwrite", OVERWRITES),
+            deflate=number("deflate", 1, 9),
+        )
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older file's dict up to :data:`SCHEMA_VERSION` (one small step per version)."""
+    version = data.get("schema_version", 0)
+    if version < 2:  # 0/1 -> 2: no upload defaults yet
+        data = {**data, "defaults": Defaults().to_dict()}
+    return data
+
+
 @dataclass
 class Settings:
-    """Everything the app remembers between runs (servers for now). Unknown keys of a newer version are kept."""
+    """Everything the app remembers between runs: servers, upload defaults. Unknown keys of newer versions are kept."""
 
     servers: list[ServerEntry] = field(default_factory=list)
     current_server: str | None = None
+    defaults: Defaults = field(default_factory=Defaults)
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -122,6 +183,7 @@ class Settings:
             "schema_version": SCHEMA_VERSION,
             "servers": [s.to_dict() for s in self.servers],
             "current_server": self.current_server,
+            "defaults": self.defaults.to_dict(),
         }
 
     @classmethod
@@ -135,11 +197,13 @@ class Settings:
         if not isinstance(servers, list):
             raise ValueError("servers must be a list")
         current = data.get("current_server")
-        known = {"schema_version", "servers", "current_server"}
+        data = _migrate(data)
+        known = {"schema_version", "servers", "current_server", "defaults"}
         extra = {k: v for k, v in data.items() if k not in known and k.lower() not in _SECRET_KEYS}
         settings = cls(
             servers=[ServerEntry.from_dict(s) for s in servers],
             current_server=normalize_url(current) if isinstance(current, str) and current else None,
+            defaults=Defaults.from_dict(data.get("defaults")),
             schema_version=version,
             extra=extra,
         )
@@ -170,7 +234,7 @@ def load(path: Path | None = None) -> Settings:
         settings.warnings.append(f"The settings file could not be read ({exc.strerror}); using defaults.")
         return settings
     try:
-        return Settings.from_dict(json.loads(text))
+        settings = Settings.from_dict(json.loads(text))
     except (ValueError, TypeError) as exc:
         backup = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
@@ -182,6 +246,20 @@ def load(path: Path | None = None) -> Settings:
         where = f" A copy was kept as {backup.name}." if backup else ""
         settings.warnings.append(f"The settings file was damaged and has been reset to defaults.{where}")
         return settings
+    if settings.schema_version < SCHEMA_VERSION:
+        _backup_before_migration(path, settings.schema_version)
+    return settings
+
+
+def _backup_before_migration(path: Path, version: int) -> None:
+    """Keep the older file as ``settings.json.v<version>`` (once) before the next save rewrites it."""
+    backup = path.with_name(f"{path.name}.v{version}")
+    if backup.exists():
+        return
+    try:
+        shutil.copy2(path, backup)
+    except OSError as exc:
+        log.warning("Cannot back up the settings file before upgrading it: %s", exc.strerror)
 
 
 def save(settings: Settings, path: Path | None = None) -> Path:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from xnat_uploader.core.dicom.index import DicomIndex
 from xnat_uploader.core.plan import Plan, Target
 from xnat_uploader.core.queue.store import JobRow
+from xnat_uploader.core.settings import Defaults
 from xnat_uploader.gui.upload_controller import ProjectListing, UploadController, UploadRequest
 from xnat_uploader.gui.widgets.study_table import StudyTable
 from xnat_uploader.gui.widgets.upload_options import UploadOptions
@@ -147,7 +148,18 @@ class TargetForm(QWidget):
         controller.listing_failed.connect(self._on_listing_failed)
         controller.jobs_changed.connect(self.refresh)
         controller.job_updated.connect(self._on_job_updated)
+        self.apply_defaults(controller.logins.settings.defaults)
         self._fill_servers()
+
+    def apply_defaults(self, defaults: Defaults) -> None:
+        """Take the saved defaults (transport, workers, destination, overwrite, deflate): at start and after
+        the Settings dialog's OK."""
+        self.advanced_box.apply_defaults(defaults)
+        button = self.transport_buttons.get(defaults.transport)
+        if button is not None and button.isEnabled() and not button.isChecked():
+            button.setChecked(True)  # -> _on_transport -> set_mode
+        else:
+            self.advanced_box.set_mode(self.mode())
 
     # -- the selection (called by the main window) ------------------------------------------------------
     def set_index(self, index: DicomIndex | None, selected_series: set[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 
+from xnat_uploader.core.settings import Defaults
 from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
 
 DEFAULT_WORKERS = {"zip": 4, "gradual": 8, "cstore": 4}
@@ -23,6 +24,7 @@ class UploadOptions(QWidget):
         super().__init__(parent)
         self._mode = "zip"
         self._workers_edited = False
+        self._compress_level: int | None = None  # the Settings dialog's deflate level (DICOM-zip)
         self.destination_combo = QComboBox(self)
         self.destination_combo.addItem(self.tr("Prearchive (review before archiving)"), "prearchive")
         self.destination_combo.addItem(self.tr("Archive"), "archive")
@@ -73,6 +75,17 @@ class UploadOptions(QWidget):
             self.destination_combo.setCurrentIndex(0)
         self.destination_combo.setEnabled(not cstore)
 
+    def apply_defaults(self, defaults: Defaults) -> None:
+        """Start from the saved defaults (Settings dialog); call :meth:`set_mode` with the transport afterwards."""
+        self.destination_combo.setCurrentIndex(max(0, self.destination_combo.findData(defaults.destination)))
+        overwrite = "" if defaults.overwrite == "none" else defaults.overwrite
+        self.overwrite_combo.setCurrentIndex(max(0, self.overwrite_combo.findData(overwrite)))
+        self._compress_level = defaults.deflate
+        self._workers_edited = defaults.workers is not None
+        self.workers_spin.blockSignals(True)
+        self.workers_spin.setValue(defaults.workers or DEFAULT_WORKERS.get(self._mode, 4))
+        self.workers_spin.blockSignals(False)
+
     def set_server(self, url: str) -> None:
         """Show the server's host as the receiver's default."""
         self.host_edit.setPlaceholderText(urlsplit(url).hostname or self.tr("the server's host"))
@@ -90,7 +103,8 @@ class UploadOptions(QWidget):
         destination = self.destination_combo.currentData()
         out: dict[str, object] = {
             "workers": self.workers_spin.value(), "overwrite": self.overwrite(), "destination": destination,
-            "direct_archive": False, "batch_files": DEFAULT_BATCH_FILES, "compress_level": None, "prebuild": False,
+            "direct_archive": False, "batch_files": DEFAULT_BATCH_FILES, "compress_level": self._compress_level,
+            "prebuild": False,
         }  # fmt: skip
         if self._mode == "cstore":
             out.update(
