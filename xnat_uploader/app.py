@@ -23,7 +23,7 @@ def run_gui(args: argparse.Namespace) -> int:
 
     from xnat_uploader.gui.log_panel_action import install_log_panel
     from xnat_uploader.gui.main_window import MainWindow
-    from xnat_uploader.gui.prearchive_tab import install_prearchive_tab
+    from xnat_uploader.gui.prearchive_tab import install_prearchive_tab, link_queue_to_prearchive
     from xnat_uploader.gui.servers import install_server_bar
     from xnat_uploader.gui.settings_action import install_settings_action
     from xnat_uploader.gui.upload_controller import UploadController
@@ -37,11 +37,12 @@ def run_gui(args: argparse.Namespace) -> int:
     window = MainWindow()
     reporter.window = window
     uploads = UploadController(parent=app)
-    install_upload_panels(window, uploads)
+    panels = install_upload_panels(window, uploads)
     install_settings_action(window, uploads)
     log_panel = install_log_panel(window)
     servers = install_server_bar(window, uploads)
     prearchive = install_prearchive_tab(window, uploads)
+    link_queue_to_prearchive(window, panels.queue, prearchive)
     if demo is not None:
         from xnat_uploader.gui import state
 

@@ -138,7 +138,8 @@ def test_settings_round_trip_without_secrets(tmp_path):
     assert data["schema_version"] == settings.SCHEMA_VERSION
     assert data["servers"] == [
         {"name": "xnat.example.org/xnat", "url": "https://xnat.example.org/xnat", "user": "jdoe",
-         "verify_tls": False, "ca_bundle": "ca.pem"}
+         "verify_tls": False, "ca_bundle": "ca.pem", "dicom_host": "", "dicom_port": 0, "called_aet": "",
+         "calling_aet": ""}
     ]  # fmt: skip
     loaded = settings.load(path)
     assert loaded.servers == s.servers

@@ -237,3 +237,30 @@ def test_model_keeps_rows_in_place_and_gone_rows_with_results(qtmodeltester, cli
     model.set_sessions([s for s in rows if s.ref == b], drop_gone=True)
     assert model.row_of(a) == -1
     qtmodeltester.check(model)
+
+
+def test_a_queue_row_links_to_its_prearchive_entry(qtbot, sandbox, make_controller, make_index):
+    from tests.gui.test_queue_panel import _new_job, _submit
+    from xnat_uploader.core.queue.store import JobState
+    from xnat_uploader.gui.main_window import MainWindow
+    from xnat_uploader.gui.prearchive_tab import install_prearchive_tab, link_queue_to_prearchive
+    from xnat_uploader.gui.upload_panels import install_upload_panels
+
+    controller = make_controller()
+    controller.connect(sandbox.url, "admin", "admin")
+    window = MainWindow()
+    qtbot.addWidget(window)
+    panels = install_upload_panels(window, controller)
+    panel = install_prearchive_tab(window, controller)
+    link_queue_to_prearchive(window, panels.queue, panel)
+    try:
+        job = _new_job(qtbot, controller, _submit(controller, sandbox, make_index()))
+        qtbot.waitUntil(lambda: controller.job(job).state is JobState.DONE, timeout=20000)
+        panels.queue.select_job(job)
+        assert panels.queue.actions["prearchive"].isEnabled()
+        panels.queue.actions["prearchive"].trigger()
+        expected = PrearchiveRef.parse(controller.job(job).uri)
+        qtbot.waitUntil(lambda: panel.selected_refs() == [expected], timeout=8000)
+        assert window.tabs.currentWidget().isAncestorOf(panel) or window.tabs.currentWidget() is panel.parent()
+    finally:
+        assert panel.shutdown()

@@ -231,3 +231,35 @@ def test_install_server_bar(qtbot, make_controller):
     assert isinstance(window.server_area.layout(), QHBoxLayout)
     assert window.server_area.layout().indexOf(bar) == 0
     assert window.server_bar is bar
+
+
+def test_server_dialog_keeps_the_dicom_receiver_and_the_form_uses_it(qtbot, make_controller):
+    from xnat_uploader.gui.dialogs.server_dialog import ServerDialog
+    from xnat_uploader.gui.widgets.upload_options import UploadOptions
+
+    dialog = ServerDialog()
+    qtbot.addWidget(dialog)
+    qtbot.keyClicks(dialog.url_edit, "https://xnat.example.org")
+    qtbot.keyClicks(dialog.user_edit, "alice")
+    qtbot.keyClicks(dialog.dicom_host_edit, "dicom.example.org")
+    dialog.dicom_port_spin.setValue(11112)
+    qtbot.keyClicks(dialog.called_edit, "SITEXNAT")
+    qtbot.keyClicks(dialog.calling_edit, "LAB1")
+    entry = dialog.entry()
+    settings = settings_mod.Settings(servers=[entry])
+    settings_mod.save(settings)
+    again = settings_mod.load().find("https://xnat.example.org")
+    assert (again.dicom_host, again.dicom_port, again.called_aet, again.calling_aet) == (
+        "dicom.example.org", 11112, "SITEXNAT", "LAB1",
+    )  # fmt: skip
+    options = UploadOptions()
+    qtbot.addWidget(options)
+    options.set_mode("cstore")
+    options.set_server(again.url, again)
+    built = options.options(again.url)
+    assert (built["cstore_host"], built["cstore_port"], built["called_aet"], built["calling_aet"]) == (
+        "dicom.example.org", 11112, "SITEXNAT", "LAB1",
+    )  # fmt: skip
+    options.set_server("https://other.example.org", None)  # no receiver saved: XNAT's defaults on that host
+    built = options.options("https://other.example.org")
+    assert (built["cstore_host"], built["cstore_port"], built["called_aet"]) == ("other.example.org", 8104, "XNAT")

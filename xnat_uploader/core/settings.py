@@ -43,6 +43,11 @@ class ServerEntry:
     name: str = ""
     verify_tls: bool = True
     ca_bundle: str | None = None
+    # The server's DICOM C-STORE receiver; empty/0: the server's host, XNAT's port 8104 and AE title XNAT.
+    dicom_host: str = ""
+    dicom_port: int = 0
+    called_aet: str = ""
+    calling_aet: str = ""
 
     def __post_init__(self) -> None:
         self.url = normalize_url(self.url)
@@ -61,6 +66,10 @@ class ServerEntry:
             "user": self.user,
             "verify_tls": self.verify_tls,
             "ca_bundle": self.ca_bundle,
+            "dicom_host": self.dicom_host,
+            "dicom_port": self.dicom_port,
+            "called_aet": self.called_aet,
+            "calling_aet": self.calling_aet,
         }
 
     @classmethod
@@ -74,7 +83,20 @@ class ServerEntry:
             name=str(data.get("name") or ""),
             verify_tls=bool(data.get("verify_tls", True)),
             ca_bundle=str(ca) if ca else None,
+            dicom_host=str(data.get("dicom_host") or ""),
+            dicom_port=_port(data.get("dicom_port")),
+            called_aet=str(data.get("called_aet") or "")[:16],
+            calling_aet=str(data.get("calling_aet") or "")[:16],
         )
+
+
+def _port(value: Any) -> int:
+    """A TCP port from a settings file, 0 when absent or not a port (hand-edited files)."""
+    try:
+        port = int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+    return port if 0 < port < 65536 else 0
 
 
 TRANSPORTS = ("zip", "gradual", "cstore")

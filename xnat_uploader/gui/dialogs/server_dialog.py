@@ -1,7 +1,5 @@
-"""Add or edit a server: URL, user, display name, TLS verification and an optional CA bundle.
-
-No password here (the sign-in dialog asks for it). The DICOM receiver (host, port, AE titles) is not
-edited here yet: :class:`~xnat_uploader.core.settings.ServerEntry` has no fields for it.
+"""Add or edit a server: URL, user, display name, TLS verification, an optional CA bundle, and its DICOM
+receiver (host, port, AE titles) for C-STORE uploads. No password here (the sign-in dialog asks for it).
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -51,6 +50,22 @@ class ServerDialog(QDialog):
         form.addRow(self.tr("Name:"), self.name_edit)
         form.addRow("", self.verify_check)
         form.addRow(self.tr("CA bundle:"), ca_row)
+        self.dicom_host_edit = QLineEdit(entry.dicom_host if entry else "")
+        self.dicom_host_edit.setPlaceholderText(self.tr("(the server's host)"))
+        self.dicom_port_spin = QSpinBox()
+        self.dicom_port_spin.setRange(0, 65535)
+        self.dicom_port_spin.setSpecialValueText(self.tr("8104 (XNAT's default)"))
+        self.dicom_port_spin.setValue(entry.dicom_port if entry else 0)
+        self.called_edit = QLineEdit(entry.called_aet if entry else "")
+        self.called_edit.setMaxLength(16)
+        self.called_edit.setPlaceholderText("XNAT")
+        self.calling_edit = QLineEdit(entry.calling_aet if entry else "")
+        self.calling_edit.setMaxLength(16)
+        self.calling_edit.setPlaceholderText("XNATUPLOAD")
+        form.addRow(self.tr("DICOM host:"), self.dicom_host_edit)
+        form.addRow(self.tr("DICOM port:"), self.dicom_port_spin)
+        form.addRow(self.tr("Called AE title:"), self.called_edit)
+        form.addRow(self.tr("Calling AE title:"), self.calling_edit)
 
         self.error_label = QLabel()
         self.error_label.setObjectName("error_label")
@@ -98,6 +113,10 @@ class ServerDialog(QDialog):
             name=self.name_edit.text().strip(),
             verify_tls=self.verify_check.isChecked(),
             ca_bundle=self.ca_edit.text().strip() or None,
+            dicom_host=self.dicom_host_edit.text().strip(),
+            dicom_port=self.dicom_port_spin.value(),
+            called_aet=self.called_edit.text().strip(),
+            calling_aet=self.calling_edit.text().strip(),
         )
 
     def accept(self) -> None:

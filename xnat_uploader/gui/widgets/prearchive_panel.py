@@ -55,6 +55,7 @@ class PrearchivePanel(QWidget):
         self.proxy = PrearchiveFilter(self)
         self.proxy.setSourceModel(self.model)
         self._generation = 0  # bumped when the server changes: older answers are dropped
+        self._reveal: PrearchiveRef | None = None  # a session to select once the listing arrives
         self._listing = False
         self._again = False
         self._counting = False
@@ -148,6 +149,15 @@ class PrearchivePanel(QWidget):
         if self.server.currentData() != current:
             self._server_changed()
 
+    def reveal(self, url: str, user: str, ref: PrearchiveRef) -> None:
+        """Show this session (a queue row's link): choose its server, list, then select it."""
+        self._reveal = ref
+        index = self.server.findData((url, user))
+        if index >= 0 and index != self.server.currentIndex():
+            self.server.setCurrentIndex(index)  # lists again
+        else:
+            self.refresh(drop_gone=True)
+
     def _server_changed(self, _index: int = 0) -> None:
         self._generation += 1
         self._listing = self._again = self._counting = False
@@ -199,6 +209,9 @@ class PrearchivePanel(QWidget):
             )
             self._fill_projects()
             self._count_scans()
+            if self._reveal is not None:
+                self.select([self._reveal])
+                self._reveal = None
             self._selection_changed()
         if self._again:
             self._again = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, Qt, QUrl, Slot
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from xnat_uploader.core.queue.store import JobRow, JobState
+from xnat_uploader.core.xnat.models import PrearchiveRef
 from xnat_uploader.gui.models.queue_model import COL_PROGRESS, ProgressRole, QueueModel
 from xnat_uploader.gui.upload_controller import JobDetails, UploadController
 
@@ -60,6 +61,8 @@ class ProgressDelegate(QStyledItemDelegate):
 
 
 class QueuePanel(QWidget):
+    prearchive_requested = Signal(str, str, object)  # server url, user, PrearchiveRef
+
     def __init__(self, controller: UploadController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
@@ -96,6 +99,7 @@ class QueuePanel(QWidget):
             ("resend", self.tr("Re-send missing"), controller.resend_missing),
             ("receipt", self.tr("Open receipt"), lambda _id: self.open_receipt()),
             ("details", self.tr("Details"), lambda _id: self.show_details()),
+            ("prearchive", self.tr("Show in prearchive"), lambda _id: self.show_in_prearchive()),
         ):
             action = QAction(text, self)
             action.triggered.connect(lambda _c=False, s=slot: self._on_selected(s))
@@ -161,6 +165,7 @@ class QueuePanel(QWidget):
             "resend": state in (JobState.FAILED, JobState.DONE) and bool(job and job.receipt),
             "receipt": bool(job and job.receipt),
             "details": job is not None,
+            "prearchive": job is not None and _prearchive_ref(job.uri) is not None,
         }
         for key, on in enable.items():
             self.actions[key].setEnabled(on)
@@ -187,6 +192,13 @@ class QueuePanel(QWidget):
         for key in ("pause", "resume", "cancel", "retry", "resend", "remove", "receipt", "details"):
             menu.addAction(self.actions[key])
         menu.popup(self.view.viewport().mapToGlobal(pos))
+
+    def show_in_prearchive(self) -> None:
+        """Ask the window to show this job's session in the Prearchive tab (``prearchive_requested``)."""
+        job = self.selected_job()
+        ref = _prearchive_ref(job.uri) if job else None
+        if job is not None and ref is not None:
+            self.prearchive_requested.emit(job.spec.server_url, job.spec.user, ref)
 
     def open_receipt(self) -> bool:
         """Open the selected job's human-readable receipt in the system viewer."""
@@ -225,3 +237,10 @@ class QueuePanel(QWidget):
             self.details_box.close()
         self.details_box = box
         box.open()
+
+
+def _prearchive_ref(uri: str) -> PrearchiveRef | None:
+    try:
+        return PrearchiveRef.parse(uri) if uri else None
+    except ValueError:
+        return None

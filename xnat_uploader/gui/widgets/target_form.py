@@ -302,7 +302,7 @@ class TargetForm(QWidget):
         self.project_combo.blockSignals(False)
         server = self.server()
         if server is not None:
-            self.advanced_box.set_server(server[0])
+            self.advanced_box.set_server(server[0], self.controller.logins.settings.find(server[0]))
             self.controller.load_projects(*server)
         self.refresh()
 

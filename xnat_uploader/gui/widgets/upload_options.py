@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 
-from xnat_uploader.core.settings import Defaults
+from xnat_uploader.core.settings import Defaults, ServerEntry
 from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
 
 DEFAULT_WORKERS = {"zip": 4, "gradual": 8, "cstore": 4}
@@ -86,9 +86,15 @@ class UploadOptions(QWidget):
         self.workers_spin.setValue(defaults.workers or DEFAULT_WORKERS.get(self._mode, 4))
         self.workers_spin.blockSignals(False)
 
-    def set_server(self, url: str) -> None:
-        """Show the server's host as the receiver's default."""
+    _calling_aet = ""
+
+    def set_server(self, url: str, entry: ServerEntry | None = None) -> None:
+        """Show the server's host as the receiver's default; take the receiver the server entry names."""
         self.host_edit.setPlaceholderText(urlsplit(url).hostname or self.tr("the server's host"))
+        self.host_edit.setText(entry.dicom_host if entry else "")
+        self.port_spin.setValue((entry.dicom_port if entry else 0) or XNAT_DICOM_PORT)
+        self.aet_edit.setText((entry.called_aet if entry else "") or XNAT_AE_TITLE)
+        self._calling_aet = entry.calling_aet if entry else ""
 
     def overwrite(self) -> str:
         return str(self.overwrite_combo.currentData())
@@ -111,6 +117,7 @@ class UploadOptions(QWidget):
                 cstore_host=self.host_edit.text().strip() or urlsplit(server_url).hostname or "",
                 cstore_port=self.port_spin.value(),
                 called_aet=self.aet_edit.text().strip(),
+                **({"calling_aet": self._calling_aet} if self._calling_aet else {}),
                 route=self.route_check.isChecked(),
             )
         return out
