@@ -38,6 +38,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XNAT_UPLOADER_CONFIG_DIR", str(home / "app"))
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XNAT_PASS", raising=False)  # a developer's own password never leaks into a test
     for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         monkeypatch.setenv(var, str(home / var.lower()))
     return home

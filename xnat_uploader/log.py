@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 
 from xnat_uploader import paths
 
 FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced after set-up, e.g. by pytest)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def setup(verbose: bool = False, to_file: bool = True) -> None:
@@ -16,7 +25,7 @@ def setup(verbose: bool = False, to_file: bool = True) -> None:
     if getattr(root, "_xnat_uploader_configured", False):
         return
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    stream = logging.StreamHandler()
+    stream = _StderrHandler()
     stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stream.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     root.addHandler(stream)

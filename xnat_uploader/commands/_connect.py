@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from dataclasses import dataclass
 
@@ -76,13 +77,16 @@ def resolve_target(args: argparse.Namespace) -> Target:
 def read_password(
     args: argparse.Namespace, entry: ServerEntry, store: CredentialStore, *, ask_first: bool = False
 ) -> Secret:
-    """``--password-stdin``, else the keyring (unless ``ask_first``), else a prompt on a terminal."""
+    """``--password-stdin``, else ``XNAT_PASS``, else the keyring (unless ``ask_first``), else a terminal prompt."""
     if getattr(args, "password_stdin", False):
         line = sys.stdin.readline()
         password = line.rstrip("\r\n")
         if not password:
             raise UserError("No password on standard input.", 'Pipe the password in, e.g. printf %s "$PW" | ...')
         return Secret(password)
+    env = os.environ.get("XNAT_PASS")  # scripts and CI: explicit, and never written anywhere
+    if env:
+        return Secret(env)
     if not ask_first:
         stored = store.get(entry.url, entry.user)
         if stored:

@@ -34,7 +34,6 @@ from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, existing_on_server, plan_jobs
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import JobState, QueueStore
-from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.transfer import cstore
 from xnat_uploader.core.transfer.base import TransferProgress
 from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     rest = args.mode != "cstore" or bool(args.url)
     try:
         target = resolve_target(args) if rest else None
-        password = _password(args, target.entry) if target else None
+        password = read_password(args, target.entry, CredentialStore()) if target else None
     except UserError as exc:
         return report(exc)
     workers = args.workers or DEFAULT_WORKERS[args.mode]
@@ -177,13 +176,6 @@ def _receiver_from_server(args: argparse.Namespace, client: XnatClient) -> None:
     chosen = next((r for r in receivers if r.enabled), None)
     args.port = args.port or (chosen.port if chosen else 8104)
     args.called_aet = args.called_aet or (chosen.ae_title if chosen else "XNAT")
-
-
-def _password(args: argparse.Namespace, entry: Any) -> Secret:
-    env = os.environ.get("XNAT_PASS")
-    if env and not args.password_stdin:
-        return Secret(env)
-    return read_password(args, entry, CredentialStore())
 
 
 def _resumable(store: QueueStore, url: str, user: str) -> list[int]:
