@@ -8,6 +8,7 @@ from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QSortFilter
 from PySide6.QtGui import QBrush, QColor, QFont
 
 from xnat_uploader.core.dicom.header import ITEM_TAG, HeaderRow
+from xnat_uploader.gui.models.filtering import change_row_filter
 
 COLUMNS = ("Tag", "Keyword", "VR", "Value")
 Role = Qt.ItemDataRole
@@ -144,13 +145,7 @@ class HeaderFilterModel(QSortFilterProxyModel):
         self._change_filter(lambda: setattr(self, "_show_private", show))
 
     def _change_filter(self, change) -> None:  # noqa: ANN001
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10; invalidateRowsFilter is deprecated there
-            self.beginFilterChange()
-            change()
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            change()
-            self.invalidateRowsFilter()
+        change_row_filter(self, change)
 
     @property
     def query(self) -> str:

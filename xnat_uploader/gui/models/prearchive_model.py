@@ -14,6 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersisten
 from PySide6.QtGui import QColor
 
 from xnat_uploader.core.xnat import PrearchiveRef, PrearchiveSession
+from xnat_uploader.gui.models.filtering import change_row_filter
 
 SortRole = Qt.ItemDataRole.UserRole + 1
 RefRole = Qt.ItemDataRole.UserRole + 2
@@ -237,13 +238,7 @@ class PrearchiveFilter(QSortFilterProxyModel):
         self._change_filter(lambda: setattr(self, "_project", project))
 
     def _change_filter(self, change) -> None:  # noqa: ANN001
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10; invalidateRowsFilter is deprecated there
-            self.beginFilterChange()
-            change()
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            change()
-            self.invalidateRowsFilter()
+        change_row_filter(self, change)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
         model = self.sourceModel()
