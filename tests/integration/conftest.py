@@ -19,6 +19,7 @@ reach on a server:
 * timers: ``auto_build_after=0.2, rebuild_tick=0.05`` (XNAT builds idle RECEIVING sessions after
   5 minutes), ``server.settings.build_seconds`` (how long an automatic build shows BUILDING);
 * ``server.set_anon_script(text, project=None, enabled=True)`` for the anonymization config endpoints.
+* inbox imports run in the background: ``server.settings.inbox_file_delay`` (seconds per file) slows them.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -91,6 +92,16 @@ class Api(requests.Session):
         r = self.get(path, params=params)
         assert r.status_code == 200, r.text
         return r.json()["ResultSet"]["Result"]
+
+    def wait_job(self, uri: str, timeout: float = 10.0) -> dict:
+        """Poll an inbox import job (``/xapi/dicom/<id>``) until it is Completed or Failed; its JSON."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.get(uri)
+            assert r.status_code == 200, r.text
+            if r.json()["status"] in ("Completed", "Failed") or time.monotonic() > deadline:
+                return r.json()
+            time.sleep(0.02)
 
 
 def h3(response: requests.Response) -> str:

@@ -232,6 +232,7 @@ def test_inbox_handler(sandbox, client, tmp_path):
     result = client.import_data(None, opts)
     assert result.uri is not None
     assert result.uri.startswith("/xapi/dicom/")
+    assert client.follow_inbox(result.uri, interval=0.02, timeout=10).status == "Completed"
     (row,) = client.prearchive("DEMO")
     assert row.name == "IN1"
     assert arrived(sandbox, row.ref) == study.sop_uids

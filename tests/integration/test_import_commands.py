@@ -159,11 +159,13 @@ def test_inbox_inside_and_outside_the_root(sandbox, client, capsys, tmp_path):
     study = make_study(tmp_path, seed=46)
     for f in study.files:
         shutil.copy(f.path, folder / f"{f.sop_instance_uid}.dcm")
-    code, out, err = cli(sandbox, capsys, "inbox", str(folder), "-P", "DEMO", "-E", "IN1", "--keep-source")
+    code, out, err = cli(sandbox, capsys, "inbox", str(folder), "-P", "DEMO", "-E", "IN1", "--keep-source",
+                         "--interval", "0.05")  # fmt: skip
     assert code == 0, err
-    (uri,) = out.split()
-    assert uri.startswith("/xapi/dicom/")
-    assert [row.name for row in client.prearchive("DEMO")] == ["IN1"]
+    assert "Inbox import 1: Completed" in err
+    (row,) = client.prearchive("DEMO")
+    assert row.name == "IN1"
+    assert out.split() == [f"/data{row.url}"]  # the session that appeared
     assert folder.exists()  # --keep-source
 
     code, out, err = cli(sandbox, capsys, "inbox", str(tmp_path), "-P", "DEMO")

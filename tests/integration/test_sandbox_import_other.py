@@ -116,6 +116,7 @@ def test_inbox_imports_a_server_side_folder(sandbox, api, tmp_path):
     )
     assert r.status_code == 200
     assert r.text.startswith("/xapi/dicom/")
+    assert api.wait_job(r.text.strip())["status"] == "Completed"
     assert not folder.exists()  # cleanupAfterImport defaults to true
     inv = next(iter(sandbox.inventory().values()))
     assert inv["label"] == "IN1"

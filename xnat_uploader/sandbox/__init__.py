@@ -14,6 +14,7 @@ that works against it works against XNAT. Start it with ``xnat-uploader sandbox`
 ``sessions``    receive into prearchive sessions (merge rules), build, archive (merge checks)
 ``importer``    ``/data/services/import``: in-body/multipart/chunked bodies, handler choice
 ``handlers``    gradual-DICOM, DICOM-zip, SI, inbox handlers; ``xar``: the XAR handler
+``inbox``       the inbox import's background requests and ``/xapi/dicom`` (their status)
 ``multipart``   a streaming multipart/form-data reader
 ``prearchive``  prearchive listings, session GET/DELETE/actions, the auto-build timer
 ``dicom_scp``   the DICOM C-STORE/C-ECHO receiver (pynetdicom): files each instance as gradual-DICOM does

@@ -34,6 +34,7 @@ class Settings:
     rebuild_tick: float = 1.0  # how often the background rebuilder looks (XNAT: 60 s)
     build_seconds: float = 0.0  # how long an automatic build shows BUILDING (0: at once)
     default_importer: str = "DICOM-zip"  # uiDefaultCompressedUploaderImporter
+    inbox_file_delay: float = 0.0  # seconds the inbox import spends on each file (to watch its status)
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -68,17 +69,21 @@ class App:
         self.started = time.time()
         self.anon_scripts: dict[str | None, object] = {}  # project ID (None: site) -> config.AnonScript
         self.requests_total = 0
+        from xnat_uploader.sandbox.inbox import InboxJobs
+
+        self.inbox = InboxJobs(self)  # the inbox import's background requests (/xapi/dicom)
         from xnat_uploader.sandbox import (  # the handler modules import App's types; import them late
             archive,
             config,
             importer,
+            inbox,
             listings,
             prearchive,
             resources,
             site,
         )
 
-        for module in (site, importer, prearchive, archive, listings, resources, config):
+        for module in (site, importer, inbox, prearchive, archive, listings, resources, config):
             module.register(self.router, self)
 
     def store_owner(self, session: PrearcSession) -> User:

@@ -11,7 +11,6 @@ import io
 import mmap
 import os
 import re
-import shutil
 import struct
 import tarfile
 import zipfile
@@ -348,55 +347,8 @@ def session_importer(app: App, request: Request, upload: Upload) -> list[str]:
 
 
 def inbox(app: App, request: Request) -> list[str]:
-    """A folder (or archive) below ``<data>/inbox/<project>/`` imported as DICOM-zip with commit.
+    """A folder (or archive) below ``<data>/inbox/<project>/``: checked now, imported in the background.
 
-    Simplification: XNAT runs this as a background job and answers ``/xapi/dicom/<id>``; the sandbox
-    imports synchronously and answers the same kind of URI, then the sessions are in the prearchive.
+    Answers the job URI ``/xapi/dicom/<id>``; see :mod:`xnat_uploader.sandbox.inbox`.
     """
-    long_msg = (
-        "You must specify a valid path to a directory or archive file within the inbox path, "
-        "a project you can edit and the directory must be in a folder named for that project."
-    )
-    path_param = request.param("path") or ""
-    project = app.store.find_project(request.param("PROJECT_ID") or request.param("project"))
-    inbox_root = (app.store.data_dir / "inbox").resolve()
-    candidate = Path(path_param)
-    source = (candidate if candidate.is_absolute() else inbox_root / candidate).resolve()
-    if (
-        project is None
-        or not request.user.can_edit(project.id)
-        or not path_param
-        or not source.exists()
-        or not source.is_relative_to(inbox_root / project.id)
-    ):
-        raise HttpError(400, long_msg)
-    label = request.param("EXPT_LABEL") or request.param("session")
-    if label and app.store.find_experiment(project.id, label) is not None:
-        raise HttpError(409, f"The session {label} already exists in project {project.id}.")
-    target = target_from(request, gradual=False)
-    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-    count = 0
-    for file in files:
-        kind = archive_kind(file.name.lower())
-        if kind:
-            for name, temp, size, sha in iter_entries(app.store, file, kind):
-                count += _inbox_one(app, request, target, temp, name, size, sha)
-        else:
-            temp = app.store.temp_path()
-            shutil.copyfile(file, temp)
-            size, sha = sessions.hash_file(temp)
-            count += _inbox_one(app, request, target, temp, file.name, size, sha)
-    if (request.param("cleanupAfterImport") or "true").lower() != "false":
-        shutil.rmtree(source) if source.is_dir() else source.unlink()
-    job = app.store.next_id("resource")
-    return [f"/xapi/dicom/{job}"]
-
-
-def _inbox_one(app: App, request: Request, target: Target, temp: Path, name: str, size: int, sha: str) -> int:
-    try:
-        sessions.receive(app.store, request.user, target, temp, name.rsplit("/", 1)[-1], size, sha)
-        return 1
-    except NotDicom:
-        return 0
-    finally:
-        temp.unlink(missing_ok=True)
+    return [app.inbox.submit(request)]

@@ -206,6 +206,7 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.app.inbox.stop()  # after the HTTP side: no new inbox request can arrive now
         if self._persist:
             persist_state.save(self.app.store)
         if self._owns_dir:

@@ -242,7 +242,7 @@ class Store:
     # -- ids and temp files -------------------------------------------------------------------
     def next_id(self, kind: str) -> int:
         with self.lock:
-            self._counters[kind] += 1
+            self._counters[kind] = self._counters.get(kind, 0) + 1
             return self._counters[kind]
 
     def temp_path(self, suffix: str = "") -> Path:

@@ -6,6 +6,7 @@ Start from :class:`XnatClient`; the typed errors are in :mod:`xnat_uploader.core
 from xnat_uploader.core.xnat.client import XnatClient
 from xnat_uploader.core.xnat.errors import XnatError
 from xnat_uploader.core.xnat.importer import ArchiveFormat, ImportHandler, ImportOptions, ImportResult, Overwrite
+from xnat_uploader.core.xnat.inbox import InboxStatus
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, PrearchiveSession
 from xnat_uploader.core.xnat.prearchive import ActionResult, ArchiveOverwrite
 from xnat_uploader.core.xnat.server_info import ServerInfo
@@ -20,6 +21,7 @@ __all__ = [
     "ImportHandler",
     "ImportOptions",
     "ImportResult",
+    "InboxStatus",
     "Overwrite",
     "PrearchiveRef",
     "PrearchiveSession",

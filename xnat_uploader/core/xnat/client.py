@@ -11,9 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from xnat_uploader.core.secret import Secret
-from xnat_uploader.core.xnat import importer, listing, prearchive, resources
+from xnat_uploader.core.xnat import importer, inbox, listing, prearchive, resources
 from xnat_uploader.core.xnat.body import Body
 from xnat_uploader.core.xnat.importer import ImportOptions, ImportResult
+from xnat_uploader.core.xnat.inbox import InboxStatus
 from xnat_uploader.core.xnat.models import (
     Experiment,
     PrearchiveRef,
@@ -124,6 +125,14 @@ class XnatClient:
         needs_version = options.direct_archive or bool(options.ignore_unparsable)
         server = self.server_info() if (check_version and needs_version) else None
         return importer.import_data(self.session, body, options, server=server, **kw)
+
+    def inbox_status(self, uri: str) -> InboxStatus:
+        """:func:`inbox.inbox_status`: one look at an inbox import job (``/xapi/dicom/<id>``)."""
+        return inbox.inbox_status(self.session, uri)
+
+    def follow_inbox(self, uri: str, **kw: Any) -> InboxStatus:
+        """:func:`inbox.follow_inbox`: poll an inbox import job until it is Completed or Failed."""
+        return inbox.follow_inbox(self.session, uri, **kw)
 
     # --- prearchive -----------------------------------------------------------------------------------
 

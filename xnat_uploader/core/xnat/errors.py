@@ -156,6 +156,14 @@ class ArchiveFailedError(XnatError):
     """Archiving a prearchive session failed on the server (it is left in ERROR or CONFLICT)."""
 
 
+class ProgressUnavailableError(NotFoundError):
+    """XNAT started a background job but does not report its progress (no ``/xapi/dicom`` on older servers)."""
+
+
+class StillRunningError(XnatError):
+    """A background job on the server did not end within the time the client was told to wait."""
+
+
 # --- message extraction -------------------------------------------------------------------------------
 
 _H3 = re.compile(r"<h3>(.*?)</h3>", re.IGNORECASE | re.DOTALL)
