@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 
-from pydicom import dcmread
-
 from xnat_uploader.core.dicom.values import quiet_pydicom
 
 
@@ -21,6 +19,8 @@ def referenced_files(dicomdir: str) -> tuple[list[str], list[str]]:
 
     Raises ``OSError`` or pydicom's errors when the DICOMDIR cannot be read.
     """
+    from pydicom import dcmread  # only when a DICOMDIR is found
+
     root = os.path.dirname(dicomdir)
     with quiet_pydicom():
         ds = dcmread(dicomdir)

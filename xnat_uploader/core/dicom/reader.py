@@ -21,11 +21,9 @@ import os
 import struct
 import sys
 from collections.abc import Callable
-
-from pydicom.uid import PrivateTransferSyntaxes
+from typing import BinaryIO
 
 from xnat_uploader.core.dicom import values as v
-from xnat_uploader.core.dicom.fallback import read_with_pydicom
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.dicom.rejects import (
     DEFLATED_LE,
@@ -90,8 +88,22 @@ __all__ = [
     "read_file",
 ]
 
+
+def _fallback(f: BinaryIO, size: int, path: str, member: str) -> InstanceRecord:
+    # Imported on first use: most folders never need pydicom, and importing it costs ~0.15 s.
+    from xnat_uploader.core.dicom.fallback import read_with_pydicom
+
+    return read_with_pydicom(f, size, path, member)
+
+
 # The pydicom fallback; called through this module's global so tests can count its uses.
-_read_with_pydicom = read_with_pydicom
+_read_with_pydicom = _fallback
+
+
+def _private_syntaxes() -> list[str]:
+    """Transfer syntaxes registered with pydicom as private (none unless pydicom was imported and told so)."""
+    uid_module = sys.modules.get("pydicom.uid")
+    return uid_module.PrivateTransferSyntaxes if uid_module is not None else []
 
 
 class _Fallback(Exception):
@@ -229,7 +241,7 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
                 raise _Fallback  # big endian guessed
         elif ts == IMPLICIT_LE:
             implicit = True
-        elif ts in (EXPLICIT_BE, DEFLATED_LE) or ts in PrivateTransferSyntaxes:
+        elif ts in (EXPLICIT_BE, DEFLATED_LE) or ts in _private_syntaxes():
             raise _Fallback
         else:
             implicit = False  # explicit VR LE and every encapsulated syntax
@@ -428,10 +440,11 @@ def _decoded_value(key: int, kind: str, raw: bytes, charset: bytes | None) -> st
     value = _decoded.get(cache_key)
     if value is not None:
         return value
-    if kind == "text":
-        value = v.text(raw, v.encodings_for(charset))
-    elif kind == "pn":
-        value = v.person_name(raw, v.encodings_for(charset))
+    if kind in ("text", "pn"):
+        # ASCII without escapes reads the same in every character set: no need to look the set up.
+        plain = raw.isascii() and b"\x1b" not in raw
+        encodings = v.DEFAULT_ENCODINGS if plain else v.encodings_for(charset)
+        value = v.text(raw, encodings) if kind == "text" else v.person_name(raw, encodings)
     elif kind == "uid":
         value = v.uid(raw)
     else:

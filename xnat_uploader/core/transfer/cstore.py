@@ -33,9 +33,6 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydicom
-from pydicom.uid import UID
-
 from xnat_uploader.core.dicom.reader import NotDicom, read_bytes, read_file
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue.store import FileRow
@@ -340,6 +337,9 @@ class CStoreTransport:
         """The dataset bytes to send: the file's own (not decoded), or with ``route`` a changed copy."""
         if not settings.route:
             return memoryview(data)[dataset_offset(data) :]
+        import pydicom  # only for routed copies: the plain path never decodes a file
+        from pydicom.uid import UID
+
         spec = ctx.job.spec
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         if "TransferSyntaxUID" not in ds.file_meta:  # a raw dataset without file meta
@@ -408,6 +408,8 @@ def _not_accepted(item: _Item) -> str:
 
 
 def _name(uid: str) -> str:
+    from pydicom.uid import UID  # names for a message only
+
     name = UID(uid).name
     return name if name and name != uid else uid
 

@@ -3,9 +3,9 @@
 Why not pynetdicom's ``Association`` for the data path: its reactor thread polls the socket and
 hands every PDU through queues with 1 ms sleeps, which caps one association at ~270 instances/s
 here (dcmtk's ``storescu``: 1,200-2,000/s), and it occasionally loses a response (its issues #842/#850).
-The association PDUs (A-ASSOCIATE-RQ/AC/RJ, A-ABORT) are still encoded and decoded by pynetdicom;
-what is ours is the blocking loop: one socket with TCP_NODELAY, the file's dataset bytes sent as
-they are (never decoded) in large P-DATA-TF PDUs, then one blocking read of the response with a
+The association PDUs (A-ASSOCIATE-RQ/AC/RJ) are encoded and decoded in :mod:`.acse`. What is ours
+is the blocking loop: one socket with TCP_NODELAY, the file's dataset bytes sent as they are
+(never decoded) in large P-DATA-TF PDUs, then one blocking read of the response with a
 short time-out. A lost or late response ends the association (abort) and the caller re-associates.
 
 Every failure is a typed :class:`DicomError` with a plain message; ``transient`` ones may succeed if
@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from xnat_uploader import __version__
+from xnat_uploader.core.transfer import acse
 from xnat_uploader.core.xnat.errors import XnatError
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -172,56 +173,32 @@ class Association:
 
     # -- negotiation --------------------------------------------------------------------------------
     def _negotiate(self) -> None:
-        # pynetdicom is imported here, not at the top: every CLI command imports this module.
-        from pydicom.uid import UID
-        from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-        from pynetdicom.pdu_primitives import (
-            A_ASSOCIATE,
-            ImplementationClassUIDNotification,
-            ImplementationVersionNameNotification,
-            MaximumLengthNotification,
-        )
-        from pynetdicom.presentation import PresentationContext
-
         ep = self.endpoint
-        prim = A_ASSOCIATE()
-        prim.application_context_name = APPLICATION_CONTEXT
-        prim.calling_ae_title = ep.calling_aet
-        prim.called_ae_title = ep.called_aet
-        proposed = []
-        for n, (sop_class, ts) in enumerate(self.requested):
-            ctx = PresentationContext()
-            ctx.context_id = 2 * n + 1
-            ctx.abstract_syntax = UID(sop_class)
-            ctx.transfer_syntax = [UID(ts)]
-            proposed.append(ctx)
-        prim.presentation_context_definition_list = proposed
-        max_len = MaximumLengthNotification()
-        max_len.maximum_length_received = MAX_PDU
-        impl = ImplementationClassUIDNotification()
-        impl.implementation_class_uid = UID(IMPLEMENTATION_UID)
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = f"XNATUPL_{__version__}"[:16]
-        prim.user_information = [max_len, impl, version]
-        rq = A_ASSOCIATE_RQ()
-        rq.from_primitive(prim)
+        contexts = [(2 * n + 1, sop, (ts,)) for n, (sop, ts) in enumerate(self.requested)]
+        rq = acse.associate_rq(
+            ep.called_aet, ep.calling_aet, APPLICATION_CONTEXT, contexts, max_pdu=MAX_PDU,
+            implementation_uid=IMPLEMENTATION_UID, implementation_version=f"XNATUPL_{__version__}"[:16],
+        )  # fmt: skip
         self._sock.settimeout(ep.acse_timeout)
-        self._send(rq.encode())
+        self._send(rq)
         kind, body = self._read_pdu("waiting for the association to be accepted", ep.acse_timeout)
-        if kind == 0x03:
-            rj = A_ASSOCIATE_RJ()
-            rj.decode(_PDU_HEAD.pack(kind, len(body)) + body)
-            raise rejection(rj.result or 0, rj.source or 0, rj.reason_diagnostic or 0, ep.called_aet, ep.calling_aet)
-        if kind != 0x02:
-            raise self._unexpected(kind, body)
-        ac = A_ASSOCIATE_AC()
-        ac.decode(_PDU_HEAD.pack(kind, len(body)) + body)
+        try:
+            if kind == 0x03:
+                raise rejection(*acse.parse_associate_rj(body), ep.called_aet, ep.calling_aet)
+            if kind != 0x02:
+                raise self._unexpected(kind, body)
+            ac = acse.parse_associate_ac(body)
+        except acse.PduError as exc:
+            self.abort()
+            raise AssociationLostError(
+                f"The DICOM receiver {ep} answered the association request with a malformed PDU ({exc}).",
+                "Check that the host and port are a DICOM receiver's.",
+            ) from None
         by_id = {2 * n + 1: pair for n, pair in enumerate(self.requested)}
-        for item in ac.presentation_context:
-            if item.result == 0 and item.context_id in by_id:
-                self.accepted[by_id[item.context_id]] = item.context_id
-        info = ac.user_information
-        self.peer_max_pdu = (info.maximum_length or 0) if info is not None else 0
+        for context_id, (result, _ts) in ac.results.items():
+            if result == 0 and context_id in by_id:
+                self.accepted[by_id[context_id]] = context_id
+        self.peer_max_pdu = ac.max_pdu
         self._sock.settimeout(ep.dimse_timeout)
         if not self.accepted:
             self.abort()
@@ -384,11 +361,8 @@ class Association:
     def _unexpected(self, kind: int, body: bytes) -> DicomError:
         self._close()
         if kind == 0x07:
-            from pynetdicom.pdu import A_ABORT_RQ
-
-            abort = A_ABORT_RQ()
-            abort.decode(_PDU_HEAD.pack(kind, len(body)) + body)
-            why = _ABORT_REASON.get(abort.reason_diagnostic or 0, "no reason given") if abort.source == 2 else ""
+            source, reason = acse.parse_abort(body)
+            why = _ABORT_REASON.get(reason, "no reason given") if source == 2 else ""
             return AssociationLostError(
                 f"The DICOM receiver {self.endpoint} aborted the association{': ' + why if why else ''}.",
                 "The upload re-connects and sends the rest; if it keeps happening, check the receiver's log.",
