@@ -159,7 +159,7 @@ class ZipStream:
             raise ValueError("archive would exceed 4 GiB: split the batch")
         self._length = total
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         central: list[bytes] = []
         offset = 0
         for member in self.members:
@@ -200,9 +200,11 @@ class ZipStream:
         end = _END.pack(0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0)
         yield from self._emit(directory + end)
 
-    def _emit(self, data: bytes) -> Iterator[bytes]:
+    def _emit(self, data: bytes) -> Iterator[bytes | memoryview]:
+        # memoryview slices: a large member is handed to the socket in pieces without copying it again.
+        view = memoryview(data) if len(data) > CHUNK else data
         for start in range(0, len(data), CHUNK):
-            piece = data[start : start + CHUNK] if len(data) > CHUNK else data
+            piece = view[start : start + CHUNK] if len(data) > CHUNK else data
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
             yield piece

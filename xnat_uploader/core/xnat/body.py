@@ -36,7 +36,7 @@ class StreamBody:
     def __len__(self) -> int:  # requests reads the Content-Length from here
         return self.length
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         if self._used and not callable(self._source):
             raise RuntimeError("this body was already sent and cannot be replayed")
         self._used = True
@@ -45,7 +45,7 @@ class StreamBody:
         for chunk in chunks:
             if chunk:
                 sent += len(chunk)
-                yield bytes(chunk)
+                yield chunk if isinstance(chunk, bytes | memoryview) else bytes(chunk)
         if sent != self.length:
             # The server would wait for the missing bytes (or reject the surplus): fail loudly instead.
             raise ValueError(f"stream body produced {sent} bytes but declared {self.length}")
