@@ -6,8 +6,11 @@ import argparse
 import json
 import sys
 
+from xnat_uploader import paths
 from xnat_uploader.commands._connect import EXIT_FAIL, EXIT_OK, add_server_args, connect, report
+from xnat_uploader.core.attach import attach_pending, jobs_waiting_for_archive
 from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.queue.store import QueueStore
 from xnat_uploader.core.xnat import ArchiveOverwrite, PrearchiveRef, XnatClient
 from xnat_uploader.core.xnat.models import PrearchiveSession
 
@@ -113,6 +116,7 @@ def _act(client: XnatClient, args: argparse.Namespace, refs: list[PrearchiveRef]
                 overwrite = ArchiveOverwrite(args.overwrite) if args.overwrite else None
                 result = client.archive(ref, subject=args.subject, label=args.label, overwrite=overwrite)
                 print(f"Archived {_short(ref)} -> {result.uri}")
+                failures += _attach_waiting(client, ref, args)
             elif args.prearchive_action == "move":
                 new = client.move(ref, args.to_project)
                 print(f"Moved {_short(ref)} -> {_short(new)}")
@@ -123,6 +127,34 @@ def _act(client: XnatClient, args: argparse.Namespace, refs: list[PrearchiveRef]
             failures += 1
             report(exc, f"{doing} {_short(ref)}")
     return EXIT_FAIL if failures else EXIT_OK
+
+
+def _attach_waiting(client: XnatClient, ref: PrearchiveRef, args: argparse.Namespace) -> int:
+    """Attach the resources that upload jobs of this session kept pending (see ``upload --with-resources``).
+
+    Returns the number of jobs whose items could not all be attached.
+    """
+    queue = paths.data_dir() / "queue.sqlite3"
+    if not queue.exists():
+        return 0
+    failures = 0
+    with QueueStore(queue) as store:
+        waiting = jobs_waiting_for_archive(store, ref.project, ref.timestamp, ref.folder,
+                                           server_url=client.session.base_url)  # fmt: skip
+        for job_id in waiting:
+            try:
+                result = attach_pending(store, client.session, job_id, subject=args.subject, label=args.label, wait=30)
+            except UserError as exc:
+                report(exc, f"Attaching the resources of upload job {job_id}")
+                failures += 1
+                continue
+            print(f"  job {job_id}: {result.summary()}")
+            for item in result.items:
+                state = f"error: {item.error}" if item.error else f"{item.files} file(s)"
+                kept = f", {len(item.duplicates)} already there (kept)" if item.duplicates else ""
+                print(f"    {item.resource} <- {item.path} ({state}{kept})")
+            failures += bool(result.failed)
+    return failures
 
 
 def _confirm(refs: list[PrearchiveRef]) -> bool:

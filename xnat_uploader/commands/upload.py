@@ -29,8 +29,10 @@ from xnat_uploader.commands._connect import (
 )
 from xnat_uploader.commands.echo import add_receiver_args
 from xnat_uploader.commands.scan import ProgressLine, _is_terminal, human_bytes, scan_into_index
+from xnat_uploader.core.attach import OPT_RESOURCE_OVERWRITE
 from xnat_uploader.core.credentials import CredentialStore
 from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.exam import assign_exam_items, find_exam_items
 from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, existing_on_server, plan_jobs
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import JobState, QueueStore
@@ -64,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="write straight into the archive (XNAT 1.8.3+)")  # fmt: skip
     p.add_argument("--overwrite", choices=("none", "append", "delete"), default="none",
                    help="merge into an existing session: none (refuse), append, delete")  # fmt: skip
+    p.add_argument("--with-resources", action="store_true",
+                   help="attach the non-DICOM folders (a resource each) and files (MISC) beside the DICOM")  # fmt: skip
+    p.add_argument("--resource-overwrite", action="store_true",
+                   help="with --with-resources: replace files already in a resource")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="scan and plan, send nothing")
     p.add_argument("--json", action="store_true", help="print the receipts (or the plan) as JSON")
     p.add_argument("--resume", action="store_true", help="first finish the unfinished uploads in the queue")
@@ -134,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
                 opts = {"workers": workers, "overwrite": "" if args.overwrite == "none" else args.overwrite,
                         "destination": args.destination or "prearchive",
                         "direct_archive": args.destination == "direct", "batch_files": args.batch_files,
-                        "compress_level": args.deflate, "prebuild": args.prebuild_zip}  # fmt: skip
+                        "compress_level": args.deflate, "prebuild": args.prebuild_zip,
+                        OPT_RESOURCE_OVERWRITE: args.resource_overwrite}  # fmt: skip
                 if args.mode == "cstore":
                     opts.update({cstore.OPT_HOST: args.host, cstore.OPT_PORT: args.port,
                                  cstore.OPT_CALLED: args.called_aet, cstore.OPT_CALLING: args.calling_aet,
@@ -206,6 +213,12 @@ def _plan(args: argparse.Namespace, client: XnatClient | None, store: QueueStore
     target = Target(args.project, args.subject, args.session, args.mode,
                     "" if args.overwrite == "none" else args.overwrite)  # fmt: skip
     plan = plan_jobs(index, target, existing)
+    items = find_exam_items(args.paths, index)
+    if args.with_resources:
+        plan.problems += assign_exam_items(plan, items)
+    elif items:
+        print(f"Found {len(items)} non-DICOM item(s) next to the DICOM (folders, documents); "
+              "--with-resources attaches them to the session.", file=sys.stderr)  # fmt: skip
     if not plan.ok:
         for problem in plan.problems:
             print(f"Error: {problem}", file=sys.stderr)
@@ -219,7 +232,9 @@ def _plan(args: argparse.Namespace, client: XnatClient | None, store: QueueStore
 def _print_plan(plan: Plan, as_json: bool) -> None:
     rows = [
         {"project": j.project, "subject": j.subject, "session": j.session_label, "study_uid": j.study_uid,
-         "files": len(j.files), "bytes": j.bytes, "description": j.description}
+         "files": len(j.files), "bytes": j.bytes, "description": j.description,
+         "resources": [{"path": i.path, "resource": i.resource, "is_folder": i.is_folder, "files": i.files,
+                        "bytes": i.bytes} for i in j.resources]}
         for j in plan.jobs
     ]  # fmt: skip
     if as_json:
@@ -227,6 +242,8 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         return
     for r in rows:
         print(f"{r['project']}/{r['subject']}/{r['session']}: {r['files']:,} files, {human_bytes(r['bytes'])}")
+        for i in r["resources"]:
+            print(f"  + resource {i['resource']} <- {i['path']} ({i['files']} file(s), {human_bytes(i['bytes'])})")
 
 
 def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient | None, args: argparse.Namespace) -> int:

@@ -14,13 +14,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from xnat_uploader.core.attach import OPT_RESOURCES, to_options
 from xnat_uploader.core.dicom.index import DicomIndex, StudyNode
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.queue.store import FileSpec, JobRow, JobSpec, QueueStore
 from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive, list_subjects
 from xnat_uploader.core.xnat.session import XnatSession
 from xnat_uploader.core.xnat.transport import normalize_url
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.exam import ExamItem
 
 # XNAT's rule for subject and experiment labels (the web UI's validator and the REST layer):
 # letters, digits, underscore and dash only.
@@ -90,6 +95,7 @@ class PlannedJob:
     description: str
     files: list[InstanceRecord]
     problems: list[str] = field(default_factory=list)
+    resources: list[ExamItem] = field(default_factory=list)  # non-DICOM items to attach (core.exam)
 
     @property
     def bytes(self) -> int:
@@ -247,7 +253,14 @@ def existing_on_server(session: XnatSession, project: str, store: QueueStore | N
 def enqueue(
     store: QueueStore, job: PlannedJob, *, server_url: str, user: str, mode: str, options: Mapping[str, object]
 ) -> int:
-    """Put a planned job into the persistent queue. Returns its id."""
-    spec = JobSpec(server_url, user, job.project, job.subject, job.session_label, mode, job.study_uid, dict(options))
+    """Put a planned job into the persistent queue. Returns its id.
+
+    The job's ``resources`` go into its options (:data:`core.attach.OPT_RESOURCES`), attached once the session
+    is in the archive.
+    """
+    opts = dict(options)
+    if job.resources:
+        opts[OPT_RESOURCES] = to_options(job.resources)
+    spec = JobSpec(server_url, user, job.project, job.subject, job.session_label, mode, job.study_uid, opts)
     files = (FileSpec(f.path, f.size, f.sop_instance_uid, f.series_uid, f.member, f.series_number) for f in job.files)
     return store.add_job(spec, files)

@@ -23,7 +23,14 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def build_receipt(job: JobRow, files: list[FileRow], result: VerifyResult | None, started: float) -> dict[str, Any]:
+def build_receipt(
+    job: JobRow,
+    files: list[FileRow],
+    result: VerifyResult | None,
+    started: float,
+    resources: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any."""
     sent = [f for f in files if f.state is FileState.SENT]
     rejected = [f for f in files if f.state is FileState.REJECTED]
     spec = job.spec
@@ -70,6 +77,7 @@ def build_receipt(job: JobRow, files: list[FileRow], result: VerifyResult | None
             for f in sent
         ],  # fmt: skip
         "rejected": [{"path": f.path, "member": f.member, "reason": f.message} for f in rejected],
+        **({"resources": resources} if resources is not None else {}),
     }
 
 
@@ -93,6 +101,11 @@ def receipt_text(receipt: dict[str, Any]) -> str:
             lines.append(f"    [{mark}] scan {s['scan'] or '?':>6}  sent {s['sent']:>6}  on server {s['on_server']:>6}")
     for r in receipt["rejected"]:
         lines.append(f"  rejected     {r['path']}{'!' + r['member'] if r['member'] else ''}: {r['reason']}")
+    for r in receipt.get("resources") or ():
+        dups = f", {len(r['duplicates'])} already there (kept)" if r["duplicates"] else ""
+        files = f", {r['files']} file(s)" if r.get("files") is not None else ""
+        error = f": {r['error']}" if r["error"] else ""
+        lines.append(f"  resource     {r['resource']} <- {r['item']}  [{r.get('state', '')}{files}{dups}{error}]")
     lines.append("  files (sha256, size, path):")
     lines.extend(f"    {f['sha256']}  {f['size']:>10}  {f['path']}{'!' + f['member'] if f['member'] else ''}"
                  for f in receipt["files"])  # fmt: skip

@@ -2,7 +2,8 @@
 
 The steps, each resumable because its outcome is in the queue store: send the unsent files (the
 transport records every acknowledgement), commit the prearchive session (or let Direct-Archive do
-it), verify against the server, re-send whole series that came up short (once), write the receipt.
+it), verify against the server, re-send whole series that came up short (once), attach the job's
+non-DICOM items once the session is in the archive (:mod:`core.attach`), write the receipt.
 A job interrupted at any step (crash, quit, pause, cancel) starts again at the right one.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
 from xnat_uploader.core.receipt import build_receipt, write_receipt
@@ -100,7 +102,12 @@ def run_job(
     heartbeat = _Heartbeat(session, control.cancel_event) if session is not None else None
     try:
         result = _run(ctx, transport)
-        path = write_receipt(receipts_dir, build_receipt(store.job(job_id), store.files(job_id), result, started))
+        note, resources = "", None
+        if (result is None or result.ok) and job.spec.options.get(OPT_RESOURCES):  # the job's non-DICOM items
+            meter.set_phase("attaching")
+            note, resources = attach_for_job(store, session, job_id, cancel=control.cancel_event)
+        receipt = build_receipt(store.job(job_id), store.files(job_id), result, started, resources=resources)
+        path = write_receipt(receipts_dir, receipt)
         store.set_receipt(job_id, str(path))
         if result is not None and not result.ok:
             store.set_state(
@@ -109,6 +116,7 @@ def run_job(
             )  # fmt: skip
             return JobState.FAILED
         done = result.summary() if result else _unverified(store, job_id)
+        done = f"{done}; {note}" if note else done
         store.set_state(job_id, JobState.DONE, done)
         meter.set_phase("done", done)
         return JobState.DONE
