@@ -21,6 +21,7 @@ def run_gui(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from xnat_uploader.gui.inbox_action import install_inbox_action
     from xnat_uploader.gui.log_panel_action import install_log_panel
     from xnat_uploader.gui.main_window import MainWindow
     from xnat_uploader.gui.prearchive_tab import install_prearchive_tab, link_queue_to_prearchive
@@ -43,6 +44,7 @@ def run_gui(args: argparse.Namespace) -> int:
     servers = install_server_bar(window, uploads)
     prearchive = install_prearchive_tab(window, uploads)
     link_queue_to_prearchive(window, panels.queue, prearchive)
+    inbox = install_inbox_action(window, uploads)
     if demo is not None:
         from xnat_uploader.gui import state
 
@@ -63,6 +65,7 @@ def run_gui(args: argparse.Namespace) -> int:
         window.close()  # after app.quit() too: saves the window state and stops the scan workers
         log_panel.detach()
         prearchive.shutdown()
+        inbox.shutdown()
         uploads.shutdown()
         reporter.uninstall()
         if demo is not None:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QTreeView
 from xnat_uploader.core.dicom.checks import Finding, Severity
 from xnat_uploader.core.dicom.index import DicomIndex, PatientNode, SeriesNode
 from xnat_uploader.core.dicom.records import InstanceRecord, Rejected
+from xnat_uploader.core.exam import ExamItem
 from xnat_uploader.gui.models.dicom_tree_model import DicomTreeModel
 
 CHECK = Qt.ItemDataRole.CheckStateRole
@@ -171,3 +172,33 @@ def test_first_instance_of_a_series_is_the_lowest_number():
     assert model.first_instance(model.index(0, 0, study)).instance_number == 1
     assert model.first_instance(model.index(0, 0)).instance_number == 1
     assert model.first_instance(QModelIndex()) is None
+
+
+def test_other_files_node_takes_its_files_out_of_problems(qtbot, qtmodeltester, qtlog):
+    index = DicomIndex()
+    model = DicomTreeModel(index)
+    qtmodeltester.check(model)
+    others = [Rejected(f"/data/exam/reports/r{i}.pdf", "not a DICOM file (PDF)") for i in range(3)]
+    broken = Rejected("/data/exam/IM_CUT", "truncated DICOM")
+    feed(index, model, records(patients=1, studies=1, series=1, instances=3), batch=1, rejected=[*others[:2], broken])
+    assert model.data(model.index(model.rowCount() - 1, 0)) == "Problems (3)"
+    reports = ExamItem("/data/exam/reports", "reports", True, 3, 3000, "/data/exam")
+    loose = ExamItem("/data/exam/notes.txt", "MISC", False, 1, 10, "/data/exam")
+    model.set_exam_items([reports])
+    assert model.data(model.index(model.rowCount() - 2, 0)) == "Problems (1)"  # only the broken file is left
+    node = model.index(model.rowCount() - 1, 0)
+    assert model.data(node) == "Other files (not DICOM) (1)"
+    model.apply(index.add([], [others[2]]))  # a late file of the folder stays out of Problems too
+    model.set_exam_items([reports, loose])
+    node = model.index(model.rowCount() - 1, 0)
+    assert [model.index(r, 0, node).data() for r in range(2)] == ["reports/", "notes.txt"]
+    assert model.index(1, 2, node).data() == "10 bytes"
+    assert model.item(model.index(0, 0, node)) is reports
+    assert model.parent(model.index(0, 0, node)) == node
+    assert model.first_instance(model.index(0, 0, node)) is None
+    model.set_exam_items([loose])  # the folder is no longer an exam item: its files are problems again
+    assert model.data(model.index(model.rowCount() - 2, 0)) == "Problems (4)"
+    model.set_exam_items([])
+    assert model.data(model.index(model.rowCount() - 1, 0)) == "Problems (4)"
+    no_tester_failures(qtlog)
+    qtmodeltester.check(model, force_py=True)

@@ -11,8 +11,10 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
+from xnat_uploader.core.attach import attach_pending, jobs_waiting_for_archive
 from xnat_uploader.core.errors import UserError
-from xnat_uploader.core.xnat import ArchiveOverwrite, PrearchiveSession, XnatClient
+from xnat_uploader.core.queue.store import QueueStore
+from xnat_uploader.core.xnat import ArchiveOverwrite, ArchiveRef, PrearchiveSession, XnatClient
 
 WorkFn = Callable[[threading.Event], Generator[Any, None, Any]]
 Op = Callable[[XnatClient, PrearchiveSession], str]
@@ -79,15 +81,54 @@ def run_actions(client: XnatClient, sessions: list[PrearchiveSession], op: Op, g
     return work
 
 
-def archive_op(subject: str, label: str, overwrite: ArchiveOverwrite | None, done: str) -> Op:
-    """``done`` is a translated template with one ``{}`` for ``project/subject/session``."""
+ATTACH_WAIT = 10.0  # seconds XNAT gets to list a session it has just archived
+
+
+def archive_op(
+    subject: str,
+    label: str,
+    overwrite: ArchiveOverwrite | None,
+    done: str,
+    attach: AttachAfter | None = None,
+) -> Op:
+    """``done`` is a translated template with one ``{}`` for ``project/subject/session``. With ``attach``, the
+    resources of uploads that were waiting for this session to be archived are attached next."""
 
     def op(client: XnatClient, s: PrearchiveSession) -> str:
         result = client.archive(s.ref, subject=subject or None, label=label or None, overwrite=overwrite)
         ref = result.archive_ref
-        return done.format(f"{ref.project}/{ref.subject}/{ref.experiment}" if ref else result.uri)
+        text = done.format(f"{ref.project}/{ref.subject}/{ref.experiment}" if ref else result.uri)
+        return text + (attach.run(client, s, ref) if attach is not None else "")
 
     return op
+
+
+class AttachAfter:
+    """After an archive: attach the pending resources of the queue's jobs that uploaded that prearchive session.
+
+    ``on_job_changed(job_id)`` is called (on the worker thread) for every job whose message changed.
+    """
+
+    def __init__(self, store: QueueStore, server_url: str, on_job_changed: Callable[[int], None]) -> None:
+        self.store, self.server_url, self.on_job_changed = store, server_url, on_job_changed
+
+    def run(self, client: XnatClient, s: PrearchiveSession, ref: ArchiveRef | None) -> str:
+        """``"; attached 2 item(s) (PDF, MISC)"`` or ``""`` when no job was waiting for this session."""
+        jobs = jobs_waiting_for_archive(self.store, s.project, s.timestamp, s.folder, server_url=self.server_url)
+        notes = []
+        for job_id in jobs:
+            try:
+                result = attach_pending(
+                    self.store, client.session, job_id, subject=ref.subject if ref else None,
+                    label=ref.experiment if ref else None, wait=ATTACH_WAIT,
+                )  # fmt: skip
+                notes.append(result.summary())
+            except UserError as exc:
+                notes.append(f"resources not attached: {exc.message}")
+            except Exception as exc:  # noqa: BLE001 - the archive worked; say what went wrong with the rest
+                notes.append(f"resources not attached: {error_text(exc)}")
+            self.on_job_changed(job_id)
+        return "".join(f"; {n}" for n in notes)
 
 
 def move_op(project: str, done: str) -> Op:

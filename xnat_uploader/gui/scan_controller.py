@@ -2,7 +2,8 @@
 
 Lives on the GUI thread. Every drop or open adds to the same index (one tree, merged). A scan asked
 for while another runs waits for it, then scans all waiting paths together. When no scan is left, the
-pre-flight checks run in a worker too; their findings replace those under "Problems". A problem with
+pre-flight checks run in a worker too; their findings replace those under "Problems", and the non-DICOM
+folders and files at the top of the dropped folders (exam items) fill "Other files". A problem with
 the scan itself (an unreadable folder, a crash of the scan) becomes a rejected entry under "Problems",
 never a modal dialog.
 """
@@ -21,6 +22,7 @@ from xnat_uploader.core.dicom.checks import Finding, run_checks
 from xnat_uploader.core.dicom.index import DicomIndex
 from xnat_uploader.core.dicom.records import Rejected, ScanBatch, ScanProgress
 from xnat_uploader.core.dicom.scan import iter_scan
+from xnat_uploader.core.exam import ExamItem, find_exam_items
 from xnat_uploader.gui.models.dicom_tree_model import DicomTreeModel
 from xnat_uploader.gui.workers import Worker, WorkerRunner
 
@@ -36,12 +38,19 @@ def scan_work(paths: list[str], workers: int | None = None):  # noqa: ANN201
     return work
 
 
-def checks_work(index: DicomIndex):  # noqa: ANN201
-    """The pre-flight checks as a worker function (they read files: never on the GUI thread)."""
+def checks_work(index: DicomIndex, roots: Sequence[str] = ()):  # noqa: ANN201
+    """The pre-flight checks and the exam items of ``roots`` as a worker function (both read the disk: never
+    on the GUI thread). Returns ``(findings, exam items)``."""
 
-    def work(cancel: threading.Event) -> Generator[Any, None, list[Finding]]:
+    def work(cancel: threading.Event) -> Generator[Any, None, tuple[list[Finding], list[ExamItem]]]:
         yield from ()
-        return run_checks(index)
+        findings = run_checks(index)
+        try:
+            items = find_exam_items(roots, index)
+        except Exception:  # noqa: BLE001 - the findings still count; the other files are an extra
+            log.warning("Listing the other files of %d folders failed", len(roots), exc_info=True)
+            items = []
+        return findings, items
 
     return work
 
@@ -51,7 +60,8 @@ class ScanController(QObject):
 
     Signals (plain data): ``scan_started(paths)``, ``scan_progressed(ScanProgress)``,
     ``scan_ended(str)`` with "finished", "cancelled" or "failed", ``checks_finished(int)`` with the
-    number of findings, ``totals_changed()`` whenever the index grew.
+    number of findings, ``totals_changed()`` whenever the index grew, ``exam_items_changed(list[ExamItem])``
+    when the other files of the dropped folders are known (after the checks; ``[]`` after a clear).
     """
 
     scan_started = Signal(list)
@@ -59,6 +69,7 @@ class ScanController(QObject):
     scan_ended = Signal(str)
     checks_finished = Signal(int)
     totals_changed = Signal()
+    exam_items_changed = Signal(list)
 
     def __init__(self, parent: QObject | None = None, *, scan_workers: int | None = None) -> None:
         super().__init__(parent)
@@ -71,6 +82,7 @@ class ScanController(QObject):
         self._checks_generation = -1
         self._waiting: list[str] = []
         self._paths: list[str] = []
+        self._roots: list[str] = []  # everything scanned since the last clear (exam items come from these)
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -93,6 +105,7 @@ class ScanController(QObject):
         paths = [p for p in paths if p]
         if not paths:
             return
+        self._roots.extend(p for p in paths if p not in self._roots)
         if self._scan is not None:
             self._waiting.extend(paths)
             return
@@ -109,7 +122,9 @@ class ScanController(QObject):
         self.cancel()
         self._drop_checks()
         self.index = DicomIndex()
+        self._roots = []
         self.model.set_dicom_index(self.index)
+        self.exam_items_changed.emit([])
         # The old index is cyclic garbage (nodes point at their parents). Collect it now, on the click,
         # rather than in a collection that pauses the GUI thread for ~0.2 s per 100,000 images mid-scan.
         gc.collect()
@@ -181,9 +196,10 @@ class ScanController(QObject):
     def _start_checks(self) -> None:
         if not len(self.index):
             self.model.set_findings([])
+            self._set_exam_items([])
             self.checks_finished.emit(0)
             return
-        worker = Worker(checks_work(self.index), name="checks")
+        worker = Worker(checks_work(self.index, list(self._roots)), name="checks")
         # The index is not thread-safe: the checks only read it, and a result computed while a new scan
         # grew it is thrown away (the generation differs) and the checks run again after that scan.
         self._checks_generation = self.index.generation
@@ -198,20 +214,31 @@ class ScanController(QObject):
             self._checks.cancel()
             self._checks = None
 
-    def _on_checks_finished(self, findings: list[Finding]) -> None:
-        self._on_checks(self.sender(), findings)
+    def _on_checks_finished(self, result: tuple[list[Finding], list[ExamItem]]) -> None:
+        self._on_checks(self.sender(), result)
 
     def _on_checks_cancelled(self) -> None:
         self._on_checks(self.sender(), None)
 
-    def _on_checks(self, worker: QObject, findings: list[Finding] | None) -> None:
+    def _on_checks(self, worker: QObject, result: tuple[list[Finding], list[ExamItem]] | None) -> None:
         if worker is not self._checks:
             return
         self._checks = None
-        if findings is None or self.index.generation != self._checks_generation:
+        if result is None or self.index.generation != self._checks_generation:
             return
+        findings, items = result
         self.model.set_findings(findings)
+        self._set_exam_items(items)
         self.checks_finished.emit(len(findings))
+
+    def _set_exam_items(self, items: list[ExamItem]) -> None:
+        self.model.set_exam_items(items)
+        self.exam_items_changed.emit(list(items))
+
+    @property
+    def exam_items(self) -> list[ExamItem]:
+        """The other files of the dropped folders, as the tree shows them."""
+        return self.model.exam_items
 
     def _on_checks_failed(self, message: str, details: str) -> None:
         worker = self.sender()

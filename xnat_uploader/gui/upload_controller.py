@@ -267,6 +267,15 @@ class UploadController(QObject):
 
         self._act(job_id, run)
 
+    def refresh_job(self, job_id: int) -> None:
+        """Show a job's row again after something beside the scheduler changed it (any thread; e.g. the
+        prearchive tab attaching its resources after an archive)."""
+        try:
+            state = self.store.job(job_id).state
+        except KeyError:
+            return
+        self._state_callback(job_id, state)
+
     def request_details(self, job_id: int) -> None:
         """Read the job's history and verify result off the GUI thread: ``details_ready``."""
 

@@ -44,7 +44,8 @@ def install_upload_panels(window: QWidget, controller: UploadController) -> Uplo
 
 def _follow_selection(window: QWidget, form: TargetForm) -> None:
     """With the main window's tree: keep the form on the index and the ticked series (re-planned at most every
-    0.15 s while a scan adds series), and hold Upload while a scan runs."""
+    0.15 s while a scan adds series), offer the dropped folders' other files as resources, and hold Upload while
+    a scan runs."""
     tree_model = getattr(window, "tree_model", None)
     scans = getattr(window, "scan_controller", None)
     if tree_model is None or scans is None:
@@ -57,4 +58,6 @@ def _follow_selection(window: QWidget, form: TargetForm) -> None:
     tree_model.modelReset.connect(timer.start)
     scans.scan_started.connect(lambda _paths: form.set_blocked(form.tr("Wait for the scan to finish.")))
     scans.scan_ended.connect(lambda _outcome: (form.set_blocked(""), timer.start()))
+    scans.exam_items_changed.connect(form.set_exam_items)
+    form.set_exam_items(scans.exam_items)
     timer.start()

@@ -1,4 +1,4 @@
-"""The DICOM tree: a lazy item model over a :class:`DicomIndex`, plus a "Problems" node.
+"""The DICOM tree: a lazy item model over a :class:`DicomIndex`, plus "Problems" and "Other files" nodes.
 
 Rows are never copied into Python objects of their own. Each QModelIndex carries, as its internal
 pointer, the *container* of its row (the root sentinel, a patient, a study, a series, the problems
@@ -14,18 +14,31 @@ not in its display lists; ``apply`` appends each grown parent's new children ins
 layout change. Call :meth:`apply` on the GUI thread right after each ``add``.
 
 Check boxes (tri-state for patients and studies) include or exclude series; :meth:`selected_series`
-and :attr:`series_selection_changed` serve the upload form.
+and :attr:`series_selection_changed` serve the upload form. The last top-level row, "Other files (not
+DICOM)", lists the top-level non-DICOM folders and files of dropped folders (:meth:`set_exam_items`); the
+form decides which of them are attached as resources.
 """
 
 from __future__ import annotations
+
+import os
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, Qt, Signal
 
 from xnat_uploader.core.dicom.checks import Finding
 from xnat_uploader.core.dicom.index import Changes, DicomIndex, PatientNode, SeriesNode, StudyNode
-from xnat_uploader.core.dicom.records import InstanceRecord
+from xnat_uploader.core.dicom.records import InstanceRecord, Rejected
+from xnat_uploader.core.exam import ExamItem
 from xnat_uploader.gui.models.tree_order import DisplayOrder
-from xnat_uploader.gui.models.tree_text import COLUMNS, FindingItem, Problems, cell_text, icon_for, tooltip_text
+from xnat_uploader.gui.models.tree_text import (
+    COLUMNS,
+    FindingItem,
+    OtherFiles,
+    Problems,
+    cell_text,
+    icon_for,
+    tooltip_text,
+)
 
 _CHECKABLE = (PatientNode, StudyNode, SeriesNode)
 
@@ -39,7 +52,8 @@ Role = Qt.ItemDataRole
 
 
 class DicomTreeModel(QAbstractItemModel):
-    """Patient > study > series > instance, then "Problems" (rejected files and pre-flight findings).
+    """Patient > study > series > instance, then "Problems" (rejected files and pre-flight findings), then
+    "Other files (not DICOM)".
 
     GUI thread only. ``series_selection_changed`` is emitted when series are checked, unchecked or
     added (new series start checked).
@@ -62,8 +76,11 @@ class DicomTreeModel(QAbstractItemModel):
                 for series in study.series:
                     self.order.snapshot(series, series.instances)
         self._excluded: set[SeriesNode] = set()
-        self.problems = Problems(rejected_shown=len(self._index.rejected))
+        rejected = list(self._index.rejected)
+        self.problems = Problems(rejected=rejected, seen=len(rejected), shown=bool(rejected))
         self._retired: list[FindingItem] = []  # replaced findings stay alive while views may hold indexes
+        self.others = OtherFiles()
+        self._other_paths: tuple[str, ...] = ()
 
     # ---- public API ---------------------------------------------------------------------------
 
@@ -119,6 +136,28 @@ class DicomTreeModel(QAbstractItemModel):
             self.endInsertRows()
         self._problems_changed()
 
+    def set_exam_items(self, items: list[ExamItem]) -> None:
+        """Replace the rows under "Other files (not DICOM)" (the node is shown only while there are some)."""
+        others, items = self.others, list(items)
+        if items == others.items:
+            return
+        if others.shown:
+            row = self._others_index().row()
+            self.beginRemoveRows(QModelIndex(), row, row)
+            others.items = []
+            self.endRemoveRows()
+        self._other_paths = tuple(os.path.normpath(i.path) for i in items)
+        self._filter_rejected()
+        if items:
+            row = self._count(ROOT)
+            self.beginInsertRows(QModelIndex(), row, row)
+            others.items = items
+            self.endInsertRows()
+
+    @property
+    def exam_items(self) -> list[ExamItem]:
+        return list(self.others.items)
+
     def selected_series(self) -> list[SeriesNode]:
         """The checked series, in tree order."""
         order = self.order
@@ -150,9 +189,11 @@ class DicomTreeModel(QAbstractItemModel):
         return item if isinstance(item, InstanceRecord) else None
 
     def index_of(self, node: object) -> QModelIndex:
-        """The index (column 0) of a patient, study, series node or of the problems node."""
+        """The index (column 0) of a patient, study, series node or of the problems or other-files node."""
         if node is self.problems:
             return self._problems_index()
+        if node is self.others:
+            return self._others_index()
         container = ROOT if isinstance(node, PatientNode) else node.parent  # type: ignore[attr-defined]
         return self.createIndex(self.order.row(node), 0, container)
 
@@ -161,19 +202,25 @@ class DicomTreeModel(QAbstractItemModel):
     def _child(self, container: object, row: int) -> object:
         if container is ROOT:
             patients = self.order.children(ROOT)
-            return patients[row] if row < len(patients) else self.problems
+            if row < len(patients):
+                return patients[row]
+            return self.problems if row == len(patients) and self.problems.shown else self.others
+        if container is self.others:
+            return self.others.items[row]
         if container is self.problems:
             findings = self.problems.findings
-            return findings[row] if row < len(findings) else self._index.rejected[row - len(findings)]
+            return findings[row] if row < len(findings) else self.problems.rejected[row - len(findings)]
         if isinstance(container, FindingItem):
             return container.finding.paths[row]
         return self.order.children(container)[row]
 
     def _count(self, item: object) -> int:
         if item is ROOT:
-            return len(self.order.children(ROOT)) + (1 if self.problems.shown else 0)
+            return len(self.order.children(ROOT)) + self.problems.shown + self.others.shown
         if item is self.problems:
-            return len(self.problems.findings) + self.problems.rejected_shown
+            return self.problems.count
+        if item is self.others:
+            return len(self.others.items)
         if isinstance(item, FindingItem):
             return len(item.finding.paths)
         if isinstance(item, _CHECKABLE):
@@ -310,23 +357,56 @@ class DicomTreeModel(QAbstractItemModel):
     def _problems_index(self) -> QModelIndex:
         return self.createIndex(len(self.order.children(ROOT)), 0, ROOT)
 
+    def _others_index(self) -> QModelIndex:
+        return self.createIndex(len(self.order.children(ROOT)) + self.problems.shown, 0, ROOT)
+
     def _show_problems(self, fill) -> None:  # noqa: ANN001
         row = len(self.order.children(ROOT))
         self.beginInsertRows(QModelIndex(), row, row)
         self.problems.shown = True
-        self.problems.rejected_shown = len(self._index.rejected)
         fill()
         self.endInsertRows()
 
     def _show_rejected(self) -> None:
         problems = self.problems
-        total = len(self._index.rejected)
+        new = [r for r in self._index.rejected[problems.seen :] if not self._is_other(r)]
+        problems.seen = len(self._index.rejected)
+        if not new:
+            return
         if not problems.shown:
-            self._show_problems(lambda: None)
-        elif total > problems.rejected_shown:
-            offset = len(problems.findings)
-            self.beginInsertRows(self._problems_index(), offset + problems.rejected_shown, offset + total - 1)
-            problems.rejected_shown = total
+            self._show_problems(lambda: problems.rejected.extend(new))
+        else:
+            first = problems.count
+            self.beginInsertRows(self._problems_index(), first, first + len(new) - 1)
+            problems.rejected.extend(new)
+            self.endInsertRows()
+
+    def _is_other(self, rejected: Rejected) -> bool:
+        """A rejected file that belongs to the other files (shown there, not under "Problems")."""
+        path = os.path.normpath(rejected.path)
+        return any(path == p or path.startswith(p + os.sep) for p in self._other_paths)
+
+    def _filter_rejected(self) -> None:
+        """After the other files changed: show under "Problems" only the rejected files that are not among them."""
+        problems = self.problems
+        wanted = [r for r in self._index.rejected[: problems.seen] if not self._is_other(r)]
+        if wanted == problems.rejected:
+            return
+        offset = len(problems.findings)
+        if problems.rejected:
+            self.beginRemoveRows(self._problems_index(), offset, problems.count - 1)
+            problems.rejected = []
+            self.endRemoveRows()
+        if not problems.count and problems.shown:
+            row = self._problems_index().row()
+            self.beginRemoveRows(QModelIndex(), row, row)
+            problems.shown = False
+            self.endRemoveRows()
+        if wanted and not problems.shown:
+            self._show_problems(lambda: problems.rejected.extend(wanted))
+        elif wanted:
+            self.beginInsertRows(self._problems_index(), offset, offset + len(wanted) - 1)
+            problems.rejected = wanted
             self.endInsertRows()
         self._problems_changed()
 

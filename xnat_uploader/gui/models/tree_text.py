@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QStyle
 from xnat_uploader.core.dicom.checks import Finding, Severity
 from xnat_uploader.core.dicom.index import PatientNode, SeriesNode, StudyNode
 from xnat_uploader.core.dicom.records import InstanceRecord, Rejected
+from xnat_uploader.core.exam import ExamItem
 
 # Header labels (translated by the model, which passes them through tr()).
 COLUMNS = ("Name", "Images", "Size", "Date", "Modality", "UID")
@@ -33,15 +34,28 @@ class FindingItem:
 
 @dataclass(eq=False)
 class Problems:
-    """The "Problems" node: findings first, then the index's rejected files (as many as announced)."""
+    """The "Problems" node: findings first, then the index's rejected files (of the first ``seen`` announced,
+    those that are not among the other files)."""
 
     findings: list[FindingItem] = field(default_factory=list)
-    rejected_shown: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    seen: int = 0
     shown: bool = False
 
     @property
     def count(self) -> int:
-        return len(self.findings) + self.rejected_shown
+        return len(self.findings) + len(self.rejected)
+
+
+@dataclass(eq=False)
+class OtherFiles:
+    """The "Other files (not DICOM)" node: the top-level non-DICOM folders and files of dropped folders."""
+
+    items: list[ExamItem] = field(default_factory=list)
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.items)
 
 
 def human_bytes(n: float) -> str:
@@ -93,6 +107,13 @@ def cell_text(item: object, column: int, problems: Problems, tr: Tr) -> str | No
             if column == NAME
             else (f"{item.count:,}" if column == COUNT else None)
         )
+    if isinstance(item, OtherFiles):
+        return tr("Other files (not DICOM) ({})").format(len(item.items)) if column == NAME else _others(item, column)
+    if isinstance(item, ExamItem):
+        if column == NAME:
+            name = os.path.basename(os.path.normpath(item.path)) or item.path
+            return name + "/" if item.is_folder else name
+        return {COUNT: f"{item.files:,}", SIZE: human_bytes(item.bytes)}.get(column)
     if isinstance(item, FindingItem):
         finding = item.finding
         values = {NAME: short_message(finding), COUNT: f"{len(finding.paths):,}"}
@@ -102,6 +123,14 @@ def cell_text(item: object, column: int, problems: Problems, tr: Tr) -> str | No
         return f"{os.path.basename(item.member or item.path) or item.path}: {item.reason}" if column == NAME else None
     if isinstance(item, str):  # a file of a finding
         return item if column == NAME else None
+    return None
+
+
+def _others(node: OtherFiles, column: int) -> str | None:
+    if column == COUNT:
+        return f"{sum(i.files for i in node.items):,}"
+    if column == SIZE:
+        return human_bytes(sum(i.bytes for i in node.items))
     return None
 
 
@@ -133,6 +162,11 @@ def tooltip_text(item: object, tr: Tr) -> str | None:
         return item
     if isinstance(item, Problems):
         return tr("Files that were not used, and what the pre-flight checks found")
+    if isinstance(item, OtherFiles):
+        return tr("Folders and files beside the DICOM: the form can attach them to the session as resources")
+    if isinstance(item, ExamItem):
+        kind = tr("Folder of {} files").format(f"{item.files:,}") if item.is_folder else tr("File")
+        return tr("{}\n{}; can be attached as resource {}").format(item.path, kind, item.resource)
     return None
 
 
@@ -140,7 +174,14 @@ _ICONS: dict[str, QIcon] = {}
 
 
 def icon_for(item: object) -> QIcon | None:
-    """A severity icon for problem rows; nothing for the DICOM rows (their check box says enough)."""
+    """A severity icon for problem rows, a folder or file icon for other files; nothing for the DICOM rows."""
+    if isinstance(item, OtherFiles | ExamItem):
+        folder = isinstance(item, OtherFiles) or item.is_folder
+        key = "folder" if folder else "file"
+        if key not in _ICONS:
+            pixmap = QStyle.StandardPixmap.SP_DirIcon if folder else QStyle.StandardPixmap.SP_FileIcon
+            _ICONS[key] = QApplication.style().standardIcon(pixmap)
+        return _ICONS[key]
     if isinstance(item, FindingItem):
         key = item.finding.severity.value
     elif isinstance(item, Problems | Rejected):

@@ -26,9 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from xnat_uploader.core.xnat import PrearchiveRef, PrearchiveSession, XnatClient
+from xnat_uploader.core.xnat.transport import normalize_url
 from xnat_uploader.gui.dialogs.prearchive_dialogs import ask_archive, ask_move, confirm
 from xnat_uploader.gui.models.prearchive_model import COL_UPLOADED, PrearchiveFilter, PrearchiveModel, RefRole
 from xnat_uploader.gui.prearchive_work import (
+    AttachAfter,
     Op,
     archive_op,
     count_scans,
@@ -316,7 +318,10 @@ class PrearchivePanel(QWidget):
         if choice is None:
             return
         label = choice.label if len(sessions) == 1 else ""
-        op = archive_op(choice.subject, label, choice.overwrite, self.tr("Archived as {}"))
+        server = self.server.currentData()
+        store, refresh = self.controller.store, self.controller.refresh_job
+        attach = AttachAfter(store, normalize_url(server[0]), refresh) if server else None
+        op = archive_op(choice.subject, label, choice.overwrite, self.tr("Archived as {}"), attach)
         self._act(sessions, self.tr("Archiving..."), op)
 
     def move_selected(self) -> None:

@@ -4,7 +4,8 @@ Reads the DICOM selection through :meth:`TargetForm.set_index`. Defaults and eve
 :func:`~xnat_uploader.core.plan.plan_jobs` (through :meth:`UploadController.plan`): XNAT's label rule at once,
 and clashes with the archive, the prearchive and the queue once the project's listings arrive. Upload stays
 disabled while anything is wrong or still being checked. Server listings run on worker threads (the
-controller); this widget does no I/O.
+controller); this widget does no I/O. The other files of the dropped folders (:meth:`TargetForm.set_exam_items`)
+are offered as resources in a table; the ticked ones go to :func:`~xnat_uploader.core.exam.assign_exam_items`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from xnat_uploader.core.attach import OPT_RESOURCE_OVERWRITE
 from xnat_uploader.core.dicom.index import DicomIndex
+from xnat_uploader.core.exam import ExamItem, assign_exam_items
 from xnat_uploader.core.plan import Plan, Target
 from xnat_uploader.core.queue.store import JobRow
 from xnat_uploader.core.settings import Defaults
 from xnat_uploader.gui.upload_controller import ProjectListing, UploadController, UploadRequest
+from xnat_uploader.gui.widgets.resource_table import ResourceTable
 from xnat_uploader.gui.widgets.study_table import StudyTable
 from xnat_uploader.gui.widgets.upload_options import UploadOptions
 
@@ -94,6 +98,7 @@ class TargetForm(QWidget):
 
         self.study_table = StudyTable(self)
         self.study_table.hide()
+        self.resource_table = ResourceTable(self)
         self.upload_button = QPushButton(self.tr("Upload"), self)
         self.upload_button.setDefault(True)
 
@@ -130,6 +135,7 @@ class TargetForm(QWidget):
         layout.addLayout(grid)
         layout.addWidget(self.advanced_box)
         layout.addWidget(self.study_table)
+        layout.addWidget(self.resource_table)
 
         self.server_combo.currentIndexChanged.connect(lambda _i: self._load_projects())
         self.project_combo.currentIndexChanged.connect(lambda _i: self._load_project())
@@ -141,6 +147,7 @@ class TargetForm(QWidget):
         self.advanced_button.toggled.connect(self._on_advanced)
         self.advanced_box.changed.connect(self.refresh)
         self.study_table.edited.connect(self._on_study_edited)
+        self.resource_table.changed.connect(self.refresh)
         self.upload_button.clicked.connect(self._upload)
         controller.servers_changed.connect(self._fill_servers)
         controller.projects_loaded.connect(self._on_projects)
@@ -175,6 +182,10 @@ class TargetForm(QWidget):
             self._submitted = None
         self.refresh()
 
+    def set_exam_items(self, items: list[ExamItem]) -> None:
+        """The non-DICOM folders and files beside the DICOM (the scan controller's ``exam_items_changed``)."""
+        self.resource_table.set_items(items)
+
     def set_blocked(self, reason: str) -> None:
         """Hold Upload with ``reason`` shown (e.g. while a scan runs); ``""`` lifts it."""
         self._blocked = reason
@@ -196,7 +207,10 @@ class TargetForm(QWidget):
 
     def options(self) -> dict[str, object]:
         server = self.server()
-        return self.advanced_box.options(server[0] if server else "")
+        options = self.advanced_box.options(server[0] if server else "")
+        if self.resource_table.chosen():
+            options[OPT_RESOURCE_OVERWRITE] = self.resource_table.overwrite()
+        return options
 
     def target(self) -> Target:
         multi = len(self._studies) > 1
@@ -237,6 +251,9 @@ class TargetForm(QWidget):
             if not self._session_edited and self.session_edit.text() != job.session_label:
                 self.session_edit.setText(job.session_label)
         problems = list(plan.problems)
+        if self.resource_table.items:
+            problems += self.resource_table.problems() + assign_exam_items(plan, self.resource_table.chosen())
+            self.resource_table.set_destination(str(self.options().get("destination", "")))
         if server is None:
             problems.insert(0, self.tr("Choose a server (sign in first)."))
         if self._blocked:
@@ -274,7 +291,8 @@ class TargetForm(QWidget):
         self.upload_button.setEnabled(not problems and not checking and not submitted and n > 0)
 
     def _submission_key(self) -> tuple[object, ...]:
-        return (self.server(), self.project(), self._studies, repr(self.target()))
+        resources = (self.resource_table.chosen(), self.resource_table.overwrite())
+        return (self.server(), self.project(), self._studies, repr(self.target()), repr(resources))
 
     # -- slots --------------------------------------------------------------------------------------
     def _fill_servers(self) -> None:
