@@ -8,10 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from xnat_uploader import __version__, log, paths
-from xnat_uploader.commands import COMMANDS
+from xnat_uploader.commands import COMMANDS, module_for
+
+TOP_OPTIONS_WITH_VALUE = ("--dev-config",)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` (a command module) just that sub-command: each command
+    module imports what it runs, so registering one command keeps start-up short."""
     parser = argparse.ArgumentParser(prog="xnat-uploader", description="Upload DICOM folders to XNAT.")
     parser.add_argument("--version", action="version", version=f"xnat-uploader {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -20,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Also accepted before the sub-command (``xnat-uploader --no-crash-dialog``), e.g. by the frozen app in CI.
     parser.add_argument("--no-crash-dialog", dest="no_crash_dialog_top", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         module = importlib.import_module(f"xnat_uploader.commands.{name}")
         module.register(sub)
     return parser
@@ -28,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(_command_module(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
@@ -47,6 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+
+
+def _command_module(argv: Sequence[str]) -> str | None:
+    """The module of the sub-command in ``argv`` (``gui`` when none is given); None (all) for help or typos."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in TOP_OPTIONS_WITH_VALUE:
+            skip = True
+        elif arg in ("-h", "--help"):
+            return None
+        elif not arg.startswith("-"):
+            return module_for(arg)
+    return "gui"
 
 
 if __name__ == "__main__":

@@ -10,14 +10,17 @@ import getpass
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xnat_uploader.core import settings as settings_mod
 from xnat_uploader.core.credentials import CredentialStore
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.settings import ServerEntry, Settings
-from xnat_uploader.core.xnat import ConnectionOptions, XnatClient
-from xnat_uploader.core.xnat.transport import normalize_url
+from xnat_uploader.core.xnat.transport import ConnectionOptions, normalize_url
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.client import XnatClient
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -110,6 +113,8 @@ def connect(args: argparse.Namespace) -> XnatClient:
     """A logged-in client for the command's server. Raises :class:`UserError` (incl. every XnatError)."""
     target = resolve_target(args)
     password = read_password(args, target.entry, CredentialStore())
+    from xnat_uploader.core.xnat.client import XnatClient  # loads requests: only for commands that use HTTP
+
     client = XnatClient(target.entry.url, target.entry.user, password, options_for(target.entry, args))
     try:
         client.session.login()

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from xnat_uploader import paths
@@ -39,8 +39,10 @@ from xnat_uploader.core.queue.store import JobState, QueueStore
 from xnat_uploader.core.transfer import cstore
 from xnat_uploader.core.transfer.base import TransferProgress
 from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
-from xnat_uploader.core.xnat import XnatClient
 from xnat_uploader.core.xnat.listing import list_dicom_receivers
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.client import XnatClient
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if target is not None:
         server_url, user = target.entry.url, target.entry.user
         options = target.entry.connection_options(workers=max(workers, 2), read_timeout=args.timeout)
+        from xnat_uploader.core.xnat.client import XnatClient  # loads requests: C-STORE alone does without
+
         connection: Any = XnatClient(target.entry.url, target.entry.user, password, options)  # type: ignore[arg-type]
     else:
         server_url, user = f"dicom://{args.host}:{args.port}", args.called_aet

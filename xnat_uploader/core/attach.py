@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue.store import JobRow, JobState, QueueStore
@@ -33,8 +33,10 @@ from xnat_uploader.core.transfer.folders import folder_body
 from xnat_uploader.core.xnat.listing import experiment_path, list_experiments, list_prearchive
 from xnat_uploader.core.xnat.models import PrearchiveRef
 from xnat_uploader.core.xnat.resources import create_resource, upload_file
-from xnat_uploader.core.xnat.session import XnatSession
 from xnat_uploader.core.xnat.transport import normalize_url
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
 

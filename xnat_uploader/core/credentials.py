@@ -17,16 +17,32 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-
-import keyring
-import keyring.backends.fail
-import keyring.backends.null
-from keyring.errors import KeyringError, PasswordDeleteError
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.xnat.transport import normalize_url
 
+if TYPE_CHECKING:
+    import keyring.backend
+
 log = logging.getLogger(__name__)
+
+
+def _keyring() -> ModuleType:
+    """keyring, loaded on first use (it costs ~0.06 s at start-up; commands without a password skip it)."""
+    import keyring
+    import keyring.backends.fail
+    import keyring.backends.null
+    import keyring.errors
+
+    return keyring
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What a keyring call may raise that must not crash the app."""
+    return (_keyring().errors.KeyringError, RuntimeError, OSError)
+
 
 SERVICE = "xnat-uploader"
 
@@ -50,8 +66,9 @@ def account_name(url: str, user: str) -> str:
 
 def backend_is_secure(backend: keyring.backend.KeyringBackend | None = None) -> bool:
     """False for keyring's ``fail`` and ``null`` backends (and chains made only of them)."""
-    backend = backend if backend is not None else keyring.get_keyring()
-    insecure = (keyring.backends.fail.Keyring, keyring.backends.null.Keyring)
+    kr = _keyring()
+    backend = backend if backend is not None else kr.get_keyring()
+    insecure = (kr.backends.fail.Keyring, kr.backends.null.Keyring)
     inner = getattr(backend, "backends", None)  # ChainerBackend
     if inner is not None and not isinstance(backend, insecure):
         return any(not isinstance(b, insecure) for b in inner)
@@ -85,7 +102,7 @@ class CredentialStore:
 
     @property
     def backend(self) -> keyring.backend.KeyringBackend:
-        return self._backend if self._backend is not None else keyring.get_keyring()
+        return self._backend if self._backend is not None else _keyring().get_keyring()
 
     @property
     def secure(self) -> bool:
@@ -110,7 +127,7 @@ class CredentialStore:
             return None
         try:
             value = self.backend.get_password(SERVICE, account)
-        except (KeyringError, RuntimeError, OSError) as exc:
+        except _errors() as exc:
             self._failed("read", exc)
             return None
         return Secret(value) if value else None
@@ -128,7 +145,7 @@ class CredentialStore:
             return StoreOutcome("memory", NOT_SECURE_WARNING)
         try:
             self.backend.set_password(SERVICE, account, secret.reveal())
-        except (KeyringError, RuntimeError, OSError) as exc:
+        except _errors() as exc:
             return StoreOutcome("memory", self._failed("store", exc))
         return StoreOutcome("keyring")
 
@@ -143,9 +160,9 @@ class CredentialStore:
             if self.backend.get_password(SERVICE, account) is None:
                 return False
             self.backend.delete_password(SERVICE, account)
-        except PasswordDeleteError:
+        except _keyring().errors.PasswordDeleteError:
             return False
-        except (KeyringError, RuntimeError, OSError) as exc:
+        except _errors() as exc:
             self._failed("delete", exc)
             return False
         return True

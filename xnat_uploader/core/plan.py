@@ -21,11 +21,11 @@ from xnat_uploader.core.dicom.index import DicomIndex, StudyNode
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.queue.store import FileSpec, JobRow, JobSpec, QueueStore
 from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive, list_subjects
-from xnat_uploader.core.xnat.session import XnatSession
 from xnat_uploader.core.xnat.transport import normalize_url
 
 if TYPE_CHECKING:
     from xnat_uploader.core.exam import ExamItem
+    from xnat_uploader.core.xnat.session import XnatSession
 
 # XNAT's rule for subject and experiment labels (the web UI's validator and the REST layer):
 # letters, digits, underscore and dash only.

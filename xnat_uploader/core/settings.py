@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from xnat_uploader import paths
-from xnat_uploader.core.xnat.session import ConnectionOptions
-from xnat_uploader.core.xnat.transport import normalize_url
+from xnat_uploader.core.xnat.transport import ConnectionOptions, normalize_url
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,14 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.xnat.listing import list_prearchive_scans, list_scans
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, Scan
-from xnat_uploader.core.xnat.session import XnatSession
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
 from xnat_uploader.core.errors import Cancelled, UserError
@@ -31,7 +32,9 @@ from xnat_uploader.core.xnat.listing import list_prearchive
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef
 from xnat_uploader.core.xnat.prearchive import commit
 from xnat_uploader.core.xnat.server_info import ServerInfo, get_server_info
-from xnat_uploader.core.xnat.session import XnatSession
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,18 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import RESUMABLE, FileState, JobState, QueueStore
 from xnat_uploader.core.transfer.base import ProgressFn
-from xnat_uploader.core.xnat.session import XnatSession
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
 
-SessionFor = Callable[[str, str], XnatSession]  # (server_url, user) -> a logged-in session, shared per server
+SessionFor = Callable[[str, str], "XnatSession"]  # (server_url, user) -> a logged-in session, shared per server
 StateFn = Callable[[int, JobState], None]
 
 

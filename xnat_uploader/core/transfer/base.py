@@ -15,14 +15,16 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeVar
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow, JobRow, QueueStore
 from xnat_uploader.core.xnat.errors import XnatError
 from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, Overwrite
 from xnat_uploader.core.xnat.server_info import ServerInfo
-from xnat_uploader.core.xnat.session import XnatSession
+
+if TYPE_CHECKING:
+    from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,8 +23,8 @@ from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source, uploader_options
 from xnat_uploader.core.transfer.zipstream import CHUNK, ZipMember, ZipStream
 from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.body import StreamBody
 from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, ImportResult, import_data
-from xnat_uploader.core.xnat.session import StreamBody
 
 log = logging.getLogger(__name__)
 

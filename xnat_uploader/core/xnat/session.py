@@ -19,18 +19,22 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from xnat_uploader import __version__
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.body import Body, PreparedBody, StreamBody, prepare_body
-from xnat_uploader.core.xnat.transport import normalize_url, redact_path, transport_error
+from xnat_uploader.core.xnat.transport import (
+    USER_AGENT,
+    ConnectionOptions,
+    normalize_url,
+    redact_path,
+    transport_error,
+)
 
 __all__ = [
     "USER_AGENT", "Body", "ConnectionOptions", "StreamBody", "XnatSession", "normalize_url", "redact_path",
@@ -39,33 +43,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"xnat-uploader/{__version__}"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SESSION_ID = re.compile(r"[A-Za-z0-9._\-]{8,256}")
-
-
-@dataclass(frozen=True)
-class ConnectionOptions:
-    """How to talk to a server. Immutable, so it can be shared between threads.
-
-    ``verify_tls=False`` turns certificate checks off for this server only; ``ca_bundle`` names a PEM file
-    of extra trusted authorities (it wins over ``verify_tls``). ``pool_size`` should be the number of
-    upload workers. ``get_retries`` re-sends GETs after a 5xx or a dropped connection (writes are never
-    re-sent here: the queue runner decides that).
-    """
-
-    verify_tls: bool = True
-    ca_bundle: str | None = None
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
-    pool_size: int = 4
-    get_retries: int = 2
-    retry_backoff: float = 0.5
-    user_agent: str = USER_AGENT
-
-    @property
-    def timeout(self) -> tuple[float, float]:
-        return (self.connect_timeout, self.read_timeout)
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):

@@ -1,25 +1,52 @@
-"""URL normalisation, log redaction, and the mapping of ``requests`` failures (no response) to typed errors.
+"""Connection options, URL normalisation, log redaction, and typed errors for ``requests`` failures.
 
-Pure functions; any thread.
+Plain data and pure functions; any thread. ``requests`` itself is imported by the session only, so
+commands that never talk HTTP (C-STORE without a server login) do not pay for loading it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import requests
-
+from xnat_uploader import __version__
 from xnat_uploader.core.xnat import errors as E
 
 if TYPE_CHECKING:
-    from xnat_uploader.core.xnat.session import ConnectionOptions
+    import requests
+
+USER_AGENT = f"xnat-uploader/{__version__}"
 
 _KEEP_SEGMENTS = {
     "data", "REST", "xapi", "archive", "projects", "subjects", "experiments", "scans", "resources", "files",
     "prearchive", "services", "import", "JSESSION", "siteConfig", "buildInfo", "move", "delete", "rebuild",
     "version", "auth", "config", "anon", "dicomscp", "direct-archive",
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """How to talk to a server. Immutable, so it can be shared between threads.
+
+    ``verify_tls=False`` turns certificate checks off for this server only; ``ca_bundle`` names a PEM file
+    of extra trusted authorities (it wins over ``verify_tls``). ``pool_size`` should be the number of
+    upload workers. ``get_retries`` re-sends GETs after a 5xx or a dropped connection (writes are never
+    re-sent here: the queue runner decides that).
+    """
+
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    pool_size: int = 4
+    get_retries: int = 2
+    retry_backoff: float = 0.5
+    user_agent: str = USER_AGENT
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
 
 
 def redact_path(path: str) -> str:
@@ -46,6 +73,8 @@ def normalize_url(url: str) -> str:
 
 def transport_error(exc: requests.RequestException, options: ConnectionOptions, action: str = "") -> E.XnatError:
     """Map a ``requests`` exception (no response) to a typed error. Pure; any thread."""
+    import requests  # loaded by then: only a request raises these
+
     doing = f" while {action}" if action else ""
     kind = type(exc).__name__
     text = str(exc)
