@@ -132,3 +132,12 @@ def test_the_same_study_again_is_caught_and_reuses_its_label():
     assert merge.jobs[0].session_label == "OLD_1"
     both = plan_jobs(index, Target(project="DEMO", session="NEW_1"), existing)
     assert both.ok  # a new label on purpose keeps both sessions
+
+
+def test_one_file_per_instance_the_copies_listed_with_the_file_kept():
+    first, copy, other = rec(sop="1.1.1.1", path="/x/a"), rec(sop="1.1.1.1", path="/x/b"), rec(sop="1.1.1.2")
+    plan = plan_jobs(build_index([first, copy, other]), Target(project="P"))
+    (job,) = plan.jobs
+    assert sorted(f.path for f in job.files) == ["/x/1.1.1.2", "/x/a"]
+    assert [(c.path, k.path) for c, k in job.duplicates] == [("/x/b", "/x/a")]
+    assert plan.ok  # a copy is reported by the pre-flight checks, not a reason to refuse the upload

@@ -226,3 +226,14 @@ def test_queue_model_passes_the_model_tester(qtmodeltester):
     assert model.rowCount() == 2
     assert model.row_of(3) == 1
     qtmodeltester.check(model)
+
+
+def test_state_column_names_every_phase_the_runner_reports(qtbot):
+    model = QueueModel()
+    model.set_jobs([_row(1, JobState.RUNNING)])
+    shown = {}
+    for phase in ("sending", "retrying", "committing", "verifying", "attaching"):
+        model.update_progress(TransferProgress(1, phase, 10, 1000, 1, 10, 1.0, 1e3))
+        shown[phase] = model.index(0, COL_STATE).data()
+    assert shown["attaching"] == "Attaching resources"
+    assert len(set(shown.values())) == len(shown)  # each phase in its own words, none falls back to the state

@@ -8,6 +8,7 @@ against the source files, whose checksums must not change either.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 
 import pytest
@@ -236,3 +237,27 @@ def test_zip_variants_for_slow_links_and_proxies(sandbox_factory, corpus, tmp_pa
             assert all(len(f.sha256) == 64 for f in store.files(job_id))
     _assert_exactly_once(server, checksums, allow_resent=True)
     assert list(temp.iterdir()) == []  # no temp file left behind
+
+
+@pytest.mark.parametrize("mode", ["zip", "gradual"])
+def test_a_copied_instance_is_sent_once_and_named_in_the_receipt(sandbox, corpus, tmp_path, mode):
+    """The same instance twice in the folder (a copy under another name): XNAT keeps one file per instance,
+    so one copy is sent, the job verifies, and the receipt says which copy was left out and why."""
+    folder, written, checksums = corpus
+    original = written[0].path
+    copy = folder / "copy-of-first.dcm"
+    copy.write_bytes(original.read_bytes())
+    with QueueStore(tmp_path / "q.db") as store:
+        jobs = _enqueue_all(store, sandbox, folder, mode)
+        assert _run_all(store, jobs, _session(sandbox), tmp_path) == [JobState.DONE, JobState.DONE]
+        for job_id in jobs:
+            job = store.job(job_id)
+            assert job.files_sent == job.files_total == 24  # the copy is not a file to send
+            assert not store.unsent_files(job_id)
+            assert job.message.startswith("verified: 3/3 series")
+        receipts = [json.loads(p.read_text()) for p in (tmp_path / "receipts").glob("job-*.json")]
+    left_out = [r for receipt in receipts for r in receipt["rejected"]]
+    assert len(left_out) == 1
+    assert {left_out[0]["path"], left_out[0]["reason"].split(" as ")[1].split(",")[0]} == {str(copy), str(original)}
+    assert "same instance" in left_out[0]["reason"]
+    _assert_exactly_once(sandbox, checksums)

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from xnat_uploader.core.attach import OPT_RESOURCES, to_options
-from xnat_uploader.core.dicom.index import DicomIndex, StudyNode
+from xnat_uploader.core.dicom.index import DicomIndex, StudyNode, file_key
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.queue.store import FileSpec, JobRow, JobSpec, QueueStore
+from xnat_uploader.core.receipt import OPT_DUPLICATES
 from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive, list_subjects
 from xnat_uploader.core.xnat.transport import normalize_url
 
@@ -96,6 +97,8 @@ class PlannedJob:
     files: list[InstanceRecord]
     problems: list[str] = field(default_factory=list)
     resources: list[ExamItem] = field(default_factory=list)  # non-DICOM items to attach (core.exam)
+    # Other files holding an instance already in ``files`` (same SOPInstanceUID): (the copy, the one sent).
+    duplicates: list[tuple[InstanceRecord, InstanceRecord]] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -155,9 +158,9 @@ def plan_jobs(
     taken = {x.lower() for x in existing.archive | existing.prearchive | existing.queue}
     planned_labels: dict[str, str] = {}
     for uid, nodes in studies.items():
-        files = [
+        files, duplicates = one_per_instance(
             rec for node in nodes for series in node.series if _wanted(series.uid, chosen) for rec in series.instances
-        ]
+        )
         first = nodes[0]
         subject, session = target.per_study.get(uid, (target.subject, target.session))
         subject = subject or default_subject(first)
@@ -174,6 +177,7 @@ def plan_jobs(
             study_uid=uid,
             description=" ".join(x for x in (first.date, first.description) if x),
             files=files,
+            duplicates=duplicates,
         )
         _check_job(job, existing, target.overwrite, planned_labels)
         planned_labels[session.lower()] = uid
@@ -181,6 +185,27 @@ def plan_jobs(
     if not plan.jobs and not plan.problems:
         plan.problems.append("Nothing selected: tick at least one series.")
     return plan
+
+
+def one_per_instance(
+    records: Iterable[InstanceRecord],
+) -> tuple[list[InstanceRecord], list[tuple[InstanceRecord, InstanceRecord]]]:
+    """Keep the first file of each SOPInstanceUID; the others come back as (copy, kept) pairs.
+
+    XNAT keeps one file per instance, so a second copy (a file duplicated in the folder, or the same
+    instance loose and inside a zip) is never sent: sending both would overwrite one with the other and
+    make the per-series counts of the verification disagree. The pre-flight checks report such copies.
+    """
+    kept: dict[str, InstanceRecord] = {}
+    files: list[InstanceRecord] = []
+    duplicates: list[tuple[InstanceRecord, InstanceRecord]] = []
+    for rec in records:
+        first = kept.setdefault(rec.sop_instance_uid, rec) if rec.sop_instance_uid else rec
+        if first is rec:
+            files.append(rec)
+        else:
+            duplicates.append((rec, first))
+    return files, duplicates
 
 
 def _wanted(series_uid: str, chosen: set[str] | None) -> bool:
@@ -255,12 +280,20 @@ def enqueue(
 ) -> int:
     """Put a planned job into the persistent queue. Returns its id.
 
+    Duplicate copies (:func:`one_per_instance`) are not queued; they are listed in the options
+    (:data:`OPT_DUPLICATES`) so the receipt names them as not sent.
+
     The job's ``resources`` go into its options (:data:`core.attach.OPT_RESOURCES`), attached once the session
     is in the archive.
     """
     opts = dict(options)
     if job.resources:
         opts[OPT_RESOURCES] = to_options(job.resources)
+    if job.duplicates:
+        opts[OPT_DUPLICATES] = [
+            {"path": copy.path, "member": copy.member, "same_as": file_key(kept.path, kept.member)}
+            for copy, kept in job.duplicates
+        ]
     spec = JobSpec(server_url, user, job.project, job.subject, job.session_label, mode, job.study_uid, opts)
     files = (FileSpec(f.path, f.size, f.sop_instance_uid, f.series_uid, f.member, f.series_number) for f in job.files)
     return store.add_job(spec, files)

@@ -16,6 +16,8 @@ from xnat_uploader import __version__
 from xnat_uploader.core.queue.store import FileRow, FileState, JobRow
 from xnat_uploader.core.verify import VerifyResult
 
+OPT_DUPLICATES = "duplicates_not_sent"  # job option (core.plan): copies of instances already in the job
+
 FORMAT = 1
 
 
@@ -32,8 +34,14 @@ def build_receipt(
 ) -> dict[str, Any]:
     """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any."""
     sent = [f for f in files if f.state is FileState.SENT]
-    rejected = [f for f in files if f.state is FileState.REJECTED]
     spec = job.spec
+    refused = (f for f in files if f.state is FileState.REJECTED)
+    rejected = [{"path": f.path, "member": f.member, "reason": f.message} for f in refused]
+    rejected += [
+        {"path": d["path"], "member": d["member"],
+         "reason": f"not sent: the same instance (SOPInstanceUID) as {d['same_as']}, which was sent"}
+        for d in spec.options.get(OPT_DUPLICATES, ())
+    ]  # fmt: skip
     return {
         "format": FORMAT,
         "app": f"xnat-uploader {__version__}",
@@ -76,7 +84,7 @@ def build_receipt(
             }
             for f in sent
         ],  # fmt: skip
-        "rejected": [{"path": f.path, "member": f.member, "reason": f.message} for f in rejected],
+        "rejected": rejected,
         **({"resources": resources} if resources is not None else {}),
     }
 

@@ -60,7 +60,7 @@ class QueueModel(QAbstractTableModel):
         }  # fmt: skip
         self._phases = {
             "sending": self.tr("Sending"), "retrying": self.tr("Retrying"), "committing": self.tr("Committing"),
-            "verifying": self.tr("Verifying"),
+            "verifying": self.tr("Verifying"), "attaching": self.tr("Attaching resources"),
         }  # fmt: skip
 
     # -- Qt model interface -------------------------------------------------------------------------
