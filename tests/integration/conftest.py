@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from xnat_uploader.core.xnat import ConnectionOptions, XnatClient
 from xnat_uploader.sandbox.server import SandboxServer
 
 
@@ -54,3 +55,18 @@ def sandbox_factory(tmp_path_factory) -> Iterator[Callable[..., SandboxServer]]:
 def sandbox(sandbox_factory) -> SandboxServer:
     """A started sandbox (admin/admin, project DEMO) on a fresh data folder."""
     return sandbox_factory()
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch) -> None:
+    """Commands run in this process: their own settings folder, and the sandbox's password in ``XNAT_PASS``."""
+    monkeypatch.setenv("XNAT_UPLOADER_CONFIG_DIR", str(tmp_path / "app"))
+    monkeypatch.setenv("XNAT_PASS", "admin")
+
+
+@pytest.fixture
+def client(sandbox) -> Iterator[XnatClient]:
+    """A signed-in client of ``sandbox`` as its admin."""
+    with XnatClient(sandbox.url, "admin", "admin", ConnectionOptions(pool_size=2)) as c:
+        c.connect()
+        yield c

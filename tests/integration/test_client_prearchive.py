@@ -13,13 +13,6 @@ from xnat_uploader.core.xnat import ArchiveOverwrite, ImportHandler, ImportOptio
 from xnat_uploader.core.xnat import errors as E
 
 
-@pytest.fixture
-def client(sandbox):
-    with XnatClient(sandbox.url, "admin", "admin") as c:
-        c.connect()
-        yield c
-
-
 def upload(client, tmp_path, seed: int, label: str, project: str = "DEMO", subject: str = "SUBJ") -> PrearchiveRef:
     study = make_study(tmp_path, seed=seed)
     opts = ImportOptions.for_uploader(ImportHandler.DICOM_ZIP, project, subject, label)

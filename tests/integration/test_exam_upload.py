@@ -23,22 +23,11 @@ from xnat_uploader.core.attach import (
 )
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import JobState, QueueStore
-from xnat_uploader.core.xnat import ConnectionOptions, PrearchiveRef, XnatClient
+from xnat_uploader.core.xnat import PrearchiveRef
 from xnat_uploader.core.xnat.listing import experiment_path
 from xnat_uploader.sandbox.synthetic import write_corpus
 
-
-@pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("XNAT_UPLOADER_CONFIG_DIR", str(tmp_path / "app"))
-    monkeypatch.setenv("XNAT_PASS", "admin")
-
-
-@pytest.fixture
-def client(sandbox):
-    with XnatClient(sandbox.url, "admin", "admin", ConnectionOptions(pool_size=2)) as c:
-        c.connect()
-        yield c
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 @pytest.fixture

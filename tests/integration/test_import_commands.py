@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration._client_data import make_study
 from xnat_uploader.cli import main
-from xnat_uploader.core.xnat import ConnectionOptions, ImportHandler, ImportOptions, XnatClient
+from xnat_uploader.core.xnat import ImportHandler, ImportOptions
 
 XAR_XML = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -29,17 +29,7 @@ def xar_bytes(study, label: str, xml: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("XNAT_UPLOADER_CONFIG_DIR", str(tmp_path / "app"))
-    monkeypatch.setenv("XNAT_PASS", "admin")
-
-
-@pytest.fixture
-def client(sandbox):
-    with XnatClient(sandbox.url, "admin", "admin", ConnectionOptions(pool_size=2)) as c:
-        c.connect()
-        yield c
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 @pytest.fixture

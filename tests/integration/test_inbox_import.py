@@ -14,20 +14,10 @@ from tests.integration._client_data import make_study
 from tests.integration.sandbox_data import Api, h3
 from xnat_uploader.cli import main
 from xnat_uploader.core.errors import Cancelled
-from xnat_uploader.core.xnat import ConnectionOptions, ImportHandler, ImportOptions, XnatClient
+from xnat_uploader.core.xnat import ImportHandler, ImportOptions, XnatClient
 from xnat_uploader.core.xnat import errors as E
 
-
-@pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("XNAT_UPLOADER_CONFIG_DIR", str(tmp_path / "app"))
-    monkeypatch.setenv("XNAT_PASS", "admin")
-
-
-@pytest.fixture
-def client(sandbox):
-    with XnatClient(sandbox.url, "admin", "admin", ConnectionOptions(pool_size=2)) as c:
-        yield c
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 def inbox_folder(sandbox, tmp_path, name: str, seed: int, project: str = "DEMO"):
