@@ -88,3 +88,10 @@ def test_attach_command_is_quoted_per_resource():
     cmd = attach_command("P1", "S1", "E1", items)
     assert cmd.count("xnat-uploader resource upload") == 2
     assert "'/a b/Reports' -P P1 -S S1 -E E1 --name Reports" in cmd
+
+
+def test_attach_command_quotes_for_windows_shells(monkeypatch):
+    monkeypatch.setattr("sys.platform", "win32")
+    items = [ExamItem(r"C:\Exams\Case 1\Reports", "Reports", True, 1, 1, r"C:\Exams\Case 1")]
+    cmd = attach_command("P1", "S1", "E1", items)
+    assert r'resource upload "C:\Exams\Case 1\Reports" -P P1' in cmd

@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import shlex
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -231,15 +233,20 @@ def wait_until_archived(
             time.sleep(min(interval, left))
 
 
+def _quote(arg: str) -> str:
+    """``arg`` quoted for the user's shell: POSIX quoting, or on Windows the double quotes cmd and PowerShell read."""
+    return subprocess.list2cmdline([arg]) if sys.platform == "win32" else shlex.quote(arg)
+
+
 def attach_command(project: str, subject: str, label: str, items: Iterable[AttachItem], server_url: str = "") -> str:
     """The ``xnat-uploader resource upload ...`` command line(s) that attach ``items`` by hand, one per resource."""
     by_resource: dict[str, list[str]] = {}
     for item in items:
         by_resource.setdefault(item.resource, []).append(item.path)
-    url = f" --url {shlex.quote(server_url)}" if server_url else ""
+    url = f" --url {_quote(server_url)}" if server_url else ""
     return "; ".join(
-        f"xnat-uploader resource upload {' '.join(shlex.quote(p) for p in paths)} -P {shlex.quote(project)} "
-        f"-S {shlex.quote(subject)} -E {shlex.quote(label)} --name {shlex.quote(name)}{url}"
+        f"xnat-uploader resource upload {' '.join(_quote(p) for p in paths)} -P {_quote(project)} "
+        f"-S {_quote(subject)} -E {_quote(label)} --name {_quote(name)}{url}"
         for name, paths in by_resource.items()
     )
 
