@@ -139,3 +139,39 @@ def test_file_names_that_are_not_valid_text_round_trip(tmp_path):
         row = store.files(job_id)[0]
     assert row.path == odd
     assert row.member == "sub/\u540d\u524d.dcm"
+
+
+def test_a_version_1_queue_is_upgraded_in_place(tmp_path):
+    """A queue written before files kept their SOP class and transfer syntax still resumes, and takes new jobs."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, server_url TEXT NOT NULL, user TEXT NOT NULL,
+            project TEXT NOT NULL, subject TEXT NOT NULL, session_label TEXT NOT NULL, mode TEXT NOT NULL,
+            study_uid TEXT NOT NULL, options TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
+            updated REAL NOT NULL, message TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
+            uri TEXT NOT NULL DEFAULT '', receipt TEXT NOT NULL DEFAULT '');
+        CREATE TABLE files (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, path BLOB NOT NULL,
+            member BLOB NOT NULL, size INTEGER NOT NULL, sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL,
+            series_number INTEGER, state TEXT NOT NULL, batch INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+            sha256 TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '');
+        INSERT INTO jobs (server_url, user, project, subject, session_label, mode, study_uid, options, state,
+            created, updated) VALUES ('http://x', 'u', 'P', 'S', 'S_MR1', 'cstore', '1.2', '{}', 'running', 1, 1);
+        INSERT INTO files (job_id, path, member, size, sop_uid, series_uid, state)
+            VALUES (1, X'2F612F62', X'', 10, '1.2.3', '1.2.9', 'pending');
+        PRAGMA user_version=1;
+        """
+    )
+    db.close()
+    with QueueStore(path) as store:
+        (old,) = store.files(1)
+        assert (old.path, old.sop_class, old.transfer_syntax, old.state) == ("/a/b", "", "", FileState.PENDING)
+        new = store.add_job(_spec(), [FileSpec("/c/d", 5, "1.2.4", "1.2.9", sop_class="1.2.840.10008.5.1.4.1.1.4",
+                                               transfer_syntax="1.2.840.10008.1.2.1")])  # fmt: skip
+        (row,) = store.files(new)
+        assert (row.sop_class, row.transfer_syntax) == ("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2.1")
+    with QueueStore(path) as store:  # opening again changes nothing
+        assert [f.sop_uid for f in store.files(1)] == ["1.2.3"]

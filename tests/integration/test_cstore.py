@@ -29,6 +29,7 @@ from xnat_uploader.core.dicom.scan import scan_paths
 from xnat_uploader.core.plan import Target, enqueue, plan_jobs
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
+from xnat_uploader.core.transfer import cstore
 from xnat_uploader.core.transfer.base import RetryPolicy
 from xnat_uploader.core.transfer.cstore import check_receiver
 from xnat_uploader.core.transfer.dimse import (
@@ -206,10 +207,13 @@ def test_nothing_listening_fails_the_job_with_a_plain_message(tmp_path, corpus):
 # -- sending ------------------------------------------------------------------------------------------
 
 
-def test_corpus_arrives_complete_with_each_transfer_syntax(storescp, corpus, tmp_path):
+def test_corpus_arrives_complete_with_each_transfer_syntax(storescp, corpus, tmp_path, monkeypatch):
     folder, sops = corpus
     before = checksums(folder)
     scp = storescp()
+    looked = []  # the scan's SOP class and transfer syntax travel in the queue: no second look at headers
+    real = cstore.read_meta
+    monkeypatch.setattr(cstore, "read_meta", lambda head: looked.append(head) or real(head))
     with QueueStore(tmp_path / "q.db") as store:
         jobs = enqueue_folder(store, folder, scp)
         assert len(jobs) == 3
@@ -227,6 +231,7 @@ def test_corpus_arrives_complete_with_each_transfer_syntax(storescp, corpus, tmp
     assert syntaxes == {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", JPEGBaseline8Bit}
     assert all("PatientComments" not in ds for ds in received.values())  # no routing unless asked
     assert checksums(folder) == before
+    assert looked == []
 
 
 def test_routing_comment_goes_into_the_sent_copy_only(storescp, corpus, tmp_path):

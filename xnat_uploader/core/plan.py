@@ -295,5 +295,17 @@ def enqueue(
             for copy, kept in job.duplicates
         ]
     spec = JobSpec(server_url, user, job.project, job.subject, job.session_label, mode, job.study_uid, opts)
-    files = (FileSpec(f.path, f.size, f.sop_instance_uid, f.series_uid, f.member, f.series_number) for f in job.files)
+    files = (
+        FileSpec(
+            f.path,
+            f.size,
+            f.sop_instance_uid,
+            f.series_uid,
+            f.member,
+            f.series_number,
+            f.sop_class_uid,
+            f.transfer_syntax,
+        )  # fmt: skip
+        for f in job.files
+    )
     return store.add_job(spec, files)

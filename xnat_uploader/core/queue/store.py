@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: files.sop_class and files.transfer_syntax (from the scan, for C-STORE)
 
 
 class JobState(str, Enum):
@@ -69,6 +69,8 @@ class FileSpec:
     series_uid: str = ""
     member: str = ""
     series_number: int | None = None
+    sop_class: str = ""  # from the scan: C-STORE needs no second look at the file
+    transfer_syntax: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ class FileRow:
     attempts: int
     sha256: str
     message: str
+    sop_class: str = ""
+    transfer_syntax: str = ""
 
 
 _SCHEMA = """
@@ -120,7 +124,8 @@ CREATE TABLE IF NOT EXISTS files (
     path BLOB NOT NULL, member BLOB NOT NULL, size INTEGER NOT NULL,
     sop_uid TEXT NOT NULL, series_uid TEXT NOT NULL, series_number INTEGER,
     state TEXT NOT NULL, batch INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
-    sha256 TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT ''
+    sha256 TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',
+    sop_class TEXT NOT NULL DEFAULT '', transfer_syntax TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS files_job_state ON files(job_id, state);
 CREATE TABLE IF NOT EXISTS history (
@@ -135,7 +140,8 @@ _JOB_COLS = (
     "message, hint, uri, receipt"
 )
 _FILE_COLS = (
-    "id, job_id, path, member, size, sop_uid, series_uid, series_number, state, batch, attempts, sha256, message"
+    "id, job_id, path, member, size, sop_uid, series_uid, series_number, state, batch, attempts, sha256, message, "
+    "sop_class, transfer_syntax"
 )
 
 
@@ -164,6 +170,9 @@ class QueueStore:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"the queue database {self.path.name} is from a newer xnat-uploader (v{version})")
         self._db.executescript(_SCHEMA)
+        if version == 1:  # a queue from before the scan's SOP class and transfer syntax were kept
+            for column in ("sop_class", "transfer_syntax"):
+                self._db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -206,8 +215,8 @@ class QueueStore:
                 )
                 job_id = int(cur.lastrowid or 0)
                 self._db.executemany(
-                    "INSERT INTO files (job_id, path, member, size, sop_uid, series_uid, series_number, state)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
+                    "INSERT INTO files (job_id, path, member, size, sop_uid, series_uid, series_number, state,"
+                    " sop_class, transfer_syntax) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         (
                             job_id,
@@ -218,6 +227,8 @@ class QueueStore:
                             f.series_uid,
                             f.series_number,
                             FileState.PENDING.value,
+                            f.sop_class,
+                            f.transfer_syntax,
                         )  # fmt: skip
                         for f in files
                     ),

@@ -207,10 +207,10 @@ class CStoreTransport:
         items = []
         for f in files:
             ctx.check_cancel()
-            # Most files carry both UIDs in their file meta: the first 4 KB tell. Others (no meta,
-            # archive members) get the full header reader, which also finds SOPClassUID in the dataset.
-            sop_class = ts = ""
-            if not f.member:
+            # The scan found both UIDs. Without them (an older queue), most files carry them in their file
+            # meta, which the first 4 KB tell; others (no meta, archive members) get the full header reader.
+            sop_class, ts = f.sop_class, f.transfer_syntax  # from the scan (queues before schema 2: empty)
+            if not (sop_class and ts) and not f.member:
                 with open(f.path, "rb") as fh:
                     _, sop_class, ts = read_meta(fh.read(4096))
             if not (sop_class and ts):
