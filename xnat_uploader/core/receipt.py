@@ -124,7 +124,8 @@ def write_receipt(folder: Path, receipt: dict[str, Any]) -> Path:
     """Write ``job-N-SESSION.json`` and ``.txt`` atomically; returns the JSON path."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"job-{receipt['job']}-{receipt['session']}"
-    for suffix, text in ((".json", json.dumps(receipt, indent=1)), (".txt", receipt_text(receipt))):
+    # Compact JSON: the C encoder writes it ~10x faster than an indented one (the .txt receipt is for reading).
+    for suffix, text in ((".json", json.dumps(receipt, separators=(",", ":"))), (".txt", receipt_text(receipt))):
         tmp = stem.with_suffix(suffix + ".tmp")
         tmp.write_text(text, encoding="utf-8", errors="backslashreplace")  # undecodable file names stay visible
         os.replace(tmp, stem.with_suffix(suffix))
