@@ -172,14 +172,14 @@ def run_measured(cmd: list[str], env: dict[str, str], out: Path, timeout: float)
 class Sandbox:
     """``xnat-uploader sandbox`` in its own process, on a fresh data folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, server_ms: float = 0.0) -> None:
         self.data = folder / "sandbox"
         self.log = folder / "sandbox.log"
         env = dict(os.environ, XNAT_UPLOADER_CONFIG_DIR=str(folder / "sandbox-config"))
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "xnat_uploader", "sandbox", "--port", "0", "--data", str(self.data),
-                 "--project", PROJECT, "--user", USER, "--password", PASSWORD],
+                 "--project", PROJECT, "--user", USER, "--password", PASSWORD, *think_time(server_ms)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
             )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -235,6 +235,11 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
+def think_time(server_ms: float) -> list[str]:
+    """Sandbox arguments for a per-request wait on the import service (its ``slow`` fault), or none."""
+    return ["--faults", f"slow={server_ms / 1000:g},path=/data/services/import"] if server_ms else []
+
+
 def xnatctl_command() -> list[str] | None:
     if importlib.util.find_spec("xnatctl") is not None:
         return [sys.executable, "-m", "xnatctl"]
@@ -287,7 +292,7 @@ def run_one(tool: str, c: Corpus, link: str, args: argparse.Namespace) -> Result
         tmp.mkdir()
         env = dict(os.environ, HOME=str(home), TMPDIR=str(tmp), XNAT_UPLOADER_CONFIG_DIR=str(folder / "config"),
                    XNAT_USER=USER, XNAT_PASS=PASSWORD, XNAT_NO_UPDATE_CHECK="1", NO_COLOR="1")  # fmt: skip
-        sandbox = Sandbox(folder)
+        sandbox = Sandbox(folder, args.server_ms)
         proxy = None
         server_cpu = 0.0
         try:
@@ -323,6 +328,8 @@ def run_one(tool: str, c: Corpus, link: str, args: argparse.Namespace) -> Result
 # -- the table ------------------------------------------------------------------------------------
 def table(name: str, c: Corpus, link: str, tools: list[str], args: argparse.Namespace) -> dict[str, dict]:
     where = "loopback" if link == "loopback" else f"slow link ({args.rtt_ms:g} ms RTT, {args.mbit:g} Mbit/s each way)"
+    if args.server_ms:
+        where += f", server think time {args.server_ms:g} ms per import request"
     rounds = args.rounds if link == "loopback" else args.slow_rounds
     how = f"median of {rounds} rounds" if rounds > 1 else "1 round"
     print(f"\n{where}: {name} corpus, {c.files:,} files, {c.bytes / 1e6:,.0f} MB, {how}", flush=True)
@@ -422,6 +429,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="loopback: runs per tool, median shown (default 3)")
     parser.add_argument("--slow-rounds", type=int, default=1, help="slow link: runs per tool (default 1)")
     parser.add_argument("--only", help=f"comma-separated tools among {','.join(TOOLS)}")
+    parser.add_argument("--server-ms", type=float, default=0.0,
+                        help="the sandbox waits this long in every import request, as a real XNAT's disk "
+                        "and database work makes it (a wait: parallel requests overlap it); default 0")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=0, help="seconds per client run (default 120 quick, 900)")
     args = parser.parse_args(argv)
     name = args.corpus or ("quick" if args.quick else "full")
