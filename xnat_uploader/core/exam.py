@@ -118,6 +118,11 @@ def _archive_without_dicom(norm: str, index: DicomIndex) -> bool:
     return bool(reasons) and all(r.startswith((_OTHER_FILE, _EMPTY)) for r in reasons)
 
 
+def _any_below(folders: Iterable[str], root: str) -> bool:
+    """Whether one of the (normalised) ``folders`` is ``root`` or lies below it."""
+    return any(d == root or d.startswith(root + os.sep) for d in folders)
+
+
 def assign_exam_items(plan: Plan, items: Sequence[ExamItem]) -> list[str]:
     """Give each item to the planned job whose DICOM lies below the item's root (sets ``PlannedJob.resources``).
 
@@ -131,9 +136,11 @@ def assign_exam_items(plan: Plan, items: Sequence[ExamItem]) -> list[str]:
     for job in plan.jobs:
         job.resources = []
     problems = []
+    # Normalise each job's folders, not its files: a session of thousands of files has a few folders.
+    folders = [{_norm(d) for d in {os.path.dirname(f.path) for f in j.files}} for j in plan.jobs]
     for root, group in by_root.items():
         norm_root = _norm(root)
-        jobs = [j for j in plan.jobs if any(_norm(f.path).startswith(norm_root + os.sep) for f in j.files)]
+        jobs = [job for job, dirs in zip(plan.jobs, folders, strict=True) if _any_below(dirs, norm_root)]
         names = ", ".join(os.path.basename(i.path) for i in group)
         if len(jobs) == 1:
             jobs[0].resources.extend(group)
