@@ -147,6 +147,7 @@ def attach_items(
 ) -> AttachResult:
     """Upload ``items`` into resources of ``parent_path`` (a session or scan path, or an experiment ID).
 
+    Resource and file names may carry patient names (folders named after them): the log gets error types only.
     Each resource is created first when missing (an existing one is fine). One item's failure is recorded in
     its outcome and the others go on; only the cancel event (checked between items) stops it, raising
     :class:`Cancelled`.
@@ -173,10 +174,10 @@ def attach_items(
             outcome.duplicates = list(sent.duplicates)
         except UserError as exc:  # XnatError is a UserError: a refused or failed request
             outcome.error = str(exc)
+            log.warning("Attaching an item to a resource failed: %s", type(exc).__name__)
         except OSError as exc:
             outcome.error = f"cannot be read: {exc.strerror or type(exc).__name__}"
-        if outcome.error:
-            log.warning("Attaching an item to resource %s failed: %s", item.resource, outcome.error)
+            log.warning("Attaching an item to a resource failed: %s", type(exc).__name__)
     return result
 
 
