@@ -51,10 +51,13 @@ def run_gui(args: argparse.Namespace) -> int:
         uploads.connect(demo.url, demo.user, demo.password)
         servers.mark_signed_in(demo.url, demo.user, demo.server.app.settings.version)
         state.set_last_folder(str(demo.corpus))
+        # Short enough for the status bar next to the totals; the sample folder's path goes in the tooltip.
         window.statusBar().showMessage(
-            window.tr("Demo: a local XNAT sandbox runs at {url} with project DEMO. Open Folder starts in sample DICOM "
-                      "({folder}); drop it or any folder here.").format(url=demo.url, folder=demo.corpus)
-        )  # fmt: skip
+            window.tr("Demo: a local XNAT sandbox with project DEMO. Open Folder starts in sample DICOM.")
+        )
+        window.statusBar().setToolTip(
+            window.tr("Sandbox at {url}; sample DICOM in {folder}").format(url=demo.url, folder=demo.corpus)
+        )
     window.show()
     if args.quit_after:
         QTimer.singleShot(int(args.quit_after * 1000), app.quit)
