@@ -280,10 +280,10 @@ class DicomReceiver:
         """File one instance; the answer follows XNAT's CStoreService (0xC000 / 0xA700 on failure)."""
         store = self.app.store
         sop_uid = str(event.request.AffectedSOPInstanceUID or "").strip()
-        temp = store.temp_path(".dcm")
+        temp, out = store.temp_file(".dcm")
         try:
-            data = event.encoded_dataset()  # preamble + file meta (context's syntax) + bytes as received
-            with open(temp, "wb") as out:
+            with out:
+                data = event.encoded_dataset()  # preamble + file meta (context's syntax) + bytes as received
                 out.write(data)
             sha256 = hashlib.sha256(data).hexdigest()
             # rename: C-STORE has no file name, XNAT's file namer names by UIDs.

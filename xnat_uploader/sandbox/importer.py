@@ -7,12 +7,14 @@ tar for DICOM-zip) and which handler runs, with XNAT's status codes and messages
 
 from __future__ import annotations
 
+import hashlib
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from xnat_uploader.sandbox import multipart
+from xnat_uploader.sandbox.handlers import archive_kind
 from xnat_uploader.sandbox.httpd import HttpError, Request, Response, Router
 from xnat_uploader.sandbox.sessions import hash_file
 
@@ -56,11 +58,15 @@ class Upload:
     name: str
     path: Path
     size: int
+    digest: str = ""  # SHA-256 hex, when it was computed while the body arrived
 
     @property
     def sha256(self) -> str:
-        """Computed on demand: archives are hashed per entry, so their own checksum is never needed."""
-        return hash_file(self.path)[1]
+        """Computed on demand unless known: archives are hashed per entry, so their own checksum is
+        rarely needed."""
+        if not self.digest:
+            self.digest = hash_file(self.path)[1]
+        return self.digest
 
 
 def derive_name(content_type: str) -> str:
@@ -94,19 +100,23 @@ def receive_uploads(app: App, request: Request, filepath: str = "") -> list[Uplo
         size_seen = -1 if request.body.chunked or request.body.length is None else request.body.length
         if size_seen < 1 and ctype != "application/zip":
             raise HttpError(400, IN_BODY_SIZE.format(size=size_seen))
-        path = store.temp_path()
+        path, out = store.temp_file()
+        # A single file is hashed as it arrives (one pass); an archive is not: its entries are hashed.
+        digest = None if archive_kind(name.lower()) else hashlib.sha256()
         try:
-            size = request.body.save(path)  # no hashing here: archives are hashed per entry, single files later
+            with out:
+                size = request.body.save(out, digest)
         except BaseException:
             path.unlink(missing_ok=True)  # a connection lost mid-body leaves no partial file behind
             raise
-        return [Upload(name, path, size)]
+        return [Upload(name, path, size, digest.hexdigest() if digest else "")]
     if ctype == "multipart/form-data":
         created: list[Path] = []
 
-        def new_file() -> Path:
-            created.append(store.temp_path())
-            return created[-1]
+        def new_file() -> BinaryIO:
+            path, out = store.temp_file()
+            created.append(path)
+            return out
 
         try:
             parts = multipart.parse(request.body, request.headers.get("Content-Type", ""), new_file)

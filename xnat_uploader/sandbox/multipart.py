@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from xnat_uploader.sandbox.httpd import Body, HttpError
 
@@ -33,8 +34,8 @@ def boundary_of(content_type_header: str) -> bytes:
     return m.group(1).encode("latin-1")
 
 
-def parse(body: Body, content_type_header: str, new_file: Callable[[], Path], block: int = 1 << 20) -> list[Part]:
-    """Read every part of ``body``; file parts are written to paths from ``new_file``."""
+def parse(body: Body, content_type_header: str, new_file: Callable[[], BinaryIO], block: int = 1 << 20) -> list[Part]:
+    """Read every part of ``body``; file parts are written to the files ``new_file`` opens."""
     delim = b"\r\n--" + boundary_of(content_type_header)
     buf = b"\r\n" + body.read(block)  # the leading CRLF lets the first boundary match like the others
     parts: list[Part] = []
@@ -65,8 +66,8 @@ def parse(body: Body, content_type_header: str, new_file: Callable[[], Path], bl
         out = None
         chunks: list[bytes] = []
         if part.filename is not None:
-            part.path = new_file()
-            out = open(part.path, "wb")  # noqa: SIM115 - closed below after the part is complete
+            out = new_file()  # closed below after the part is complete
+            part.path = Path(out.name)
         try:
             while True:
                 idx = buf.find(delim)

@@ -19,7 +19,6 @@ from xnat_uploader.sandbox import xmldoc
 from xnat_uploader.sandbox.handlers import archive_kind, iter_entries
 from xnat_uploader.sandbox.httpd import HttpError, Request, Response, Router
 from xnat_uploader.sandbox.listings import ROOT, experiment_for, project_for, subject_for
-from xnat_uploader.sandbox.sessions import hash_file
 from xnat_uploader.sandbox.store import Resource, StoredFile, dirname
 from xnat_uploader.sandbox.tables import table
 
@@ -249,8 +248,7 @@ def register(router: Router, app: App) -> None:
                     for entry, temp, size, sha in iter_entries(store, up.path, kind):
                         _put(res, folder, base + entry, temp, size, sha, overwrite, duplicates)
                 else:
-                    size, sha = hash_file(up.path)
-                    _put(res, folder, rel, up.path, size, sha, overwrite, duplicates)
+                    _put(res, folder, rel, up.path, up.size, up.sha256, overwrite, duplicates)
         finally:
             for up in uploads:
                 up.path.unlink(missing_ok=True)

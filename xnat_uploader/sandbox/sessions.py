@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from xnat_uploader.sandbox.dicomio import DicomInfo, NotDicom, read_header
 from xnat_uploader.sandbox.httpd import HttpError
@@ -73,15 +73,14 @@ class Target:
     rename: bool = False
 
 
-def save_stream(read: Callable[[int], bytes], path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
-    """Write a stream to ``path`` while hashing it; returns (size, sha256 hex)."""
+def save_stream(read: Callable[[int], bytes], out: BinaryIO, chunk: int = 1 << 20) -> tuple[int, str]:
+    """Write a stream to the open file ``out`` while hashing it; returns (size, sha256 hex)."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "wb") as out:
-        while data := read(chunk):
-            digest.update(data)
-            out.write(data)
-            size += len(data)
+    while data := read(chunk):
+        digest.update(data)
+        out.write(data)
+        size += len(data)
     return size, digest.hexdigest()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from xnat_uploader.sandbox.dicomio import DicomInfo
 
@@ -231,6 +233,8 @@ class Store:
         self.experiments: dict[str, Experiment] = {}
         self.prearchive: dict[tuple[str, str, str], PrearcSession] = {}
         self._counters = {"subject": 0, "experiment": 0, "resource": 0}
+        self._cache = data_dir / "cache"
+        self._temp_names = itertools.count(1)  # next() on a count is atomic under the GIL
         for sub in ("prearchive", "archive", "inbox", "cache"):
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
         for leftover in (data_dir / "cache").iterdir():  # half-received bodies of an earlier run
@@ -245,10 +249,26 @@ class Store:
             self._counters[kind] = self._counters.get(kind, 0) + 1
             return self._counters[kind]
 
+    def temp_file(self, suffix: str = "") -> tuple[Path, BinaryIO]:
+        """A new file in the cache folder, open for writing; the caller closes it.
+
+        A counter names it (cheaper than ``mkstemp``'s random names) and exclusive creation still makes
+        it ours alone. Write through this very file object: reopening the empty file with ``"wb"``
+        truncates it, and on ext4 (``auto_da_alloc``) closing a truncated-then-written file starts its
+        writeback at once (~0.13 ms of waiting per 0.5 MB file, measured).
+        """
+        while True:
+            path = self._cache / f"tmp{next(self._temp_names)}{suffix}"
+            try:
+                return path, open(path, "xb", opener=_private)  # noqa: SIM115 - the caller closes it
+            except FileExistsError:
+                continue
+
     def temp_path(self, suffix: str = "") -> Path:
-        fd, name = tempfile.mkstemp(suffix=suffix, dir=self.data_dir / "cache")
-        os.close(fd)
-        return Path(name)
+        """A new empty file in the cache folder, for code that opens it itself."""
+        path, f = self.temp_file(suffix)
+        f.close()
+        return path
 
     def temp_dir(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self.data_dir / "cache"))
@@ -403,7 +423,8 @@ class Store:
             if existing is not None and existing.sop_uid != info.sop_uid:
                 safe = f"{info.sop_uid}-{sha256[:8]}.dcm"
             target = content.dir / "SCANS" / scan.id / "DICOM" / safe
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.is_dir():  # one stat: mkdir(exist_ok) on an existing folder raises inside
+                target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
             stored = StoredFile(safe, target, size, sha256, info.sop_uid, info.series_uid)
             scan.files[safe] = stored
@@ -448,6 +469,11 @@ def _inventory_entry(content: Content, project: str, subject: str, label: str, w
         "files": content.file_count(),
         "resources": {name: sorted(r.files) for name, r in content.resources.items()},
     }
+
+
+def _private(path: str, flags: int) -> int:
+    """``open`` with mode 0600, as ``mkstemp`` creates files: received data is for this user only."""
+    return os.open(path, flags, 0o600)
 
 
 def dirname(label: str) -> str:
