@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.integration.test_client_direct import RequestsCalls, error_both_ways, gradual, one_file, same_error
 from xnat_uploader.core.xnat import ConnectionOptions, XnatClient
 from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.session import XnatSession
 
 
 def _make_ca_and_server_cert(folder: Path) -> tuple[Path, Path, Path]:
@@ -150,3 +152,43 @@ def test_verification_can_be_turned_off_per_server(https):
     with pytest.raises(E.TlsError):
         strict.connect()
     strict.close()
+
+
+# --- the session's lean send path (imports go straight to requests' pool) --------------------------------------
+
+
+def _signed_in_without_login(url: str, options: ConnectionOptions) -> XnatSession:
+    """A session that believes it is signed in: the next request is an import, not a login."""
+    session = XnatSession(url, "admin", "admin", options)
+    session._jsession = "ABCDEFGH0123456789"
+    return session
+
+
+def test_untrusted_certificate_is_the_same_error_on_the_lean_path(https, tmp_path):
+    url, _ = https
+    data = one_file(tmp_path)
+    options = ConnectionOptions(connect_timeout=3, read_timeout=3)
+    lean, plain = error_both_ways(lambda: _signed_in_without_login(url, options), lambda s: gradual(s, data))
+    same_error(lean, plain)
+    assert isinstance(lean, E.TlsError)
+    assert "certificate" in lean.message
+
+
+def test_https_to_a_plain_http_port_is_the_same_error_on_the_lean_path(sandbox, tmp_path):
+    url = sandbox.url.replace("http://", "https://")
+    data = one_file(tmp_path)
+    options = ConnectionOptions(connect_timeout=2, read_timeout=2)
+    lean, plain = error_both_ways(lambda: _signed_in_without_login(url, options), lambda s: gradual(s, data))
+    same_error(lean, plain)
+    assert "does not answer secure" in lean.message
+
+
+@pytest.mark.parametrize("trust", ["ca_bundle", "verify_off"])
+def test_imports_over_tls_take_the_lean_path_with_the_sessions_tls_settings(https, tmp_path, trust):
+    url, ca = https
+    options = ConnectionOptions(ca_bundle=str(ca)) if trust == "ca_bundle" else ConnectionOptions(verify_tls=False)
+    with XnatSession(url, "admin", "admin", options) as session:
+        calls = RequestsCalls(session)
+        assert gradual(session, one_file(tmp_path)).uri
+        assert calls.to("/data/services/import") == 0
+        assert calls.to("/data/JSESSION") == 1

@@ -8,6 +8,7 @@ returns the URIs XNAT answers with.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,11 @@ class ImportOptions:
 
     def params(self) -> list[tuple[str, str]]:
         """The query parameters, in a stable order. Never includes ``format`` (see xnat-api.md 1.2)."""
+        return list(self._params)
+
+    @functools.cached_property
+    def _params(self) -> tuple[tuple[str, str], ...]:
+        # Built once per options object: a gradual upload sends the same parameters with every file.
         p: list[tuple[str, str]] = [("import-handler", ImportHandler(self.handler).value)]
 
         def add(name: str, value: object) -> None:
@@ -194,7 +200,7 @@ class ImportOptions:
         if self.prearchive_code:
             add("prearchive_code", "1")
         p.extend((str(k), str(v)) for k, v in self.extra)
-        return p
+        return tuple(p)
 
     def content_type(self, body: Body) -> str | None:
         """The Content-Type that makes XNAT read the body as the right kind of file (xnat-api.md 11.4)."""
@@ -289,7 +295,7 @@ def import_data(
     ) as resp:
         result = ImportResult(tuple(parse_uri_list(resp.content)))
     _check_routing(options, result)
-    log.info("Import (%s) accepted: %d URI(s)", ImportHandler(options.handler).value, len(result.uris))
+    log.debug("Import (%s) accepted: %d URI(s)", ImportHandler(options.handler).value, len(result.uris))
     return result
 
 

@@ -9,6 +9,10 @@ session expired), the first thread to notice logs in again; the others wait for 
 The cookie is set explicitly on each request rather than kept in ``requests``' cookie jar: the jar would also
 store whatever ``Set-Cookie`` the server sends back, and two threads could then disagree about which session
 id is current.
+
+Requests after the login (the import POSTs above all: one per file in a gradual upload) skip
+``requests``' per-request machinery and go straight to its connection pool (:mod:`.direct`), with the same
+result on the wire and the same errors; a proxy, a form or an unusual path takes the ``requests`` path.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from requests.adapters import HTTPAdapter
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.body import Body, PreparedBody, StreamBody, prepare_body
+from xnat_uploader.core.xnat.direct import DirectSender
 from xnat_uploader.core.xnat.transport import (
     USER_AGENT,
     ConnectionOptions,
@@ -100,6 +105,8 @@ class XnatSession:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size + 2, max_retries=0)
         self._http.mount("http://", adapter)
         self._http.mount("https://", adapter)
+        # The lean path to the adapter's pool; None when a proxy applies to the server (requests handles it).
+        self._direct = DirectSender.for_session(self._http, self.base_url)
         self._state_lock = threading.Lock()  # guards _jsession/_generation reads and writes
         self._login_lock = threading.Lock()  # serialises logins: one at a time, the others wait
         self._jsession: str | None = None
@@ -336,17 +343,23 @@ class XnatSession:
         if jsession:
             all_headers["Cookie"] = f"JSESSIONID={jsession}"
         data = form if form is not None else prepared.data
+        timeout = timeout or self.options.timeout
+        direct = self._direct if form is None else None
+        plan = direct.plan(method, path, params, data) if direct is not None else None
         started = time.monotonic()
         try:
-            resp = self._http.request(
-                method,
-                self.url_for(path),
-                params=params,
-                data=data,
-                headers=all_headers,
-                timeout=timeout or self.options.timeout,
-                allow_redirects=False,
-            )
+            if direct is not None and plan is not None:
+                resp = direct.send(method, plan, data, all_headers, timeout)
+            else:
+                resp = self._http.request(
+                    method,
+                    self.url_for(path),
+                    params=params,
+                    data=data,
+                    headers=all_headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
         except requests.RequestException as exc:
             log.info("%s %s: %s", method, redact_path(path), type(exc).__name__)
             raise transport_error(exc, self.options, action) from None
@@ -356,5 +369,6 @@ class XnatSession:
                 "Check that the files are not being modified, then retry.",
                 detail=str(exc),
             ) from None
-        log.debug("%s %s -> %s in %.2f s", method, redact_path(path), resp.status_code, time.monotonic() - started)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %s in %.2f s", method, redact_path(path), resp.status_code, time.monotonic() - started)
         return resp
