@@ -9,7 +9,7 @@ import pytest
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow, FileState
-from xnat_uploader.core.transfer.base import AnyEvent, ProgressMeter, RetryPolicy
+from xnat_uploader.core.transfer.base import AnyEvent, ProgressMeter, RetryPolicy, run_parallel
 from xnat_uploader.core.transfer.dicom_zip import ZipSettings, arcname, make_batches, plan_batches
 from xnat_uploader.core.verify import compare
 from xnat_uploader.core.xnat import errors as E
@@ -139,3 +139,55 @@ def test_verify_compares_per_series_number():
     gone = compare(sent, [])
     assert gone.found == 0
     assert gone.missing_series_uids() == {"1.2.3", "1.2.4"}
+
+
+# -- run_parallel -------------------------------------------------------------------------------------------
+def test_run_parallel_returns_results_in_order_from_several_threads():
+    seen_threads: set[str] = set()
+    gate = threading.Barrier(3, timeout=5)
+
+    def work(n: int) -> int:
+        seen_threads.add(threading.current_thread().name)
+        if n < 3:
+            gate.wait()  # the first three items are held at once: three threads are really at work
+        return n * n
+
+    stop = AnyEvent(threading.Event(), threading.Event())
+    assert run_parallel(work, list(range(50)), 3, stop, "t") == [n * n for n in range(50)]
+    assert len(seen_threads) == 3
+    assert all(name.startswith("t-") for name in seen_threads)
+    assert not stop.is_set()
+
+
+def test_run_parallel_stops_the_others_and_raises_the_first_failure():
+    done: list[int] = []
+
+    def work(n: int) -> int:
+        if n == 5:
+            raise ValueError("item 5")
+        time.sleep(0.001)
+        done.append(n)
+        return n
+
+    stop = AnyEvent(threading.Event(), threading.Event())
+    with pytest.raises(ValueError, match="item 5"):
+        run_parallel(work, list(range(1000)), 4, stop, "t")
+    assert stop.events[1].is_set()  # the local stop, not the user's cancel
+    assert not stop.events[0].is_set()
+    assert len(done) < 100  # no new item was taken after the failure (at most the ones in flight)
+
+
+def test_run_parallel_raises_cancelled_when_stopped_before_every_item_was_taken():
+    cancel = threading.Event()
+
+    def work(n: int) -> int:
+        if n == 10:
+            cancel.set()
+        return n
+
+    with pytest.raises(Cancelled):
+        run_parallel(work, list(range(1000)), 2, AnyEvent(cancel, threading.Event()), "t")
+
+
+def test_run_parallel_with_no_items_returns_nothing():
+    assert run_parallel(lambda n: n, [], 4, AnyEvent(threading.Event(), threading.Event()), "t") == []

@@ -13,9 +13,9 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow, JobRow, QueueStore
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 @dataclass(slots=True, frozen=True)
@@ -215,6 +216,47 @@ class AnyEvent:
                 return False
             time.sleep(min(0.05, left))
         return True
+
+
+def run_parallel(fn: Callable[[Item], T], items: Sequence[Item], workers: int, stop: AnyEvent, name: str) -> list[T]:
+    """``fn`` on every item from up to ``workers`` threads, each taking the next item when it is free.
+
+    Results come back in the order of ``items``. The first exception sets ``stop``'s last event, so the
+    other threads finish the item they hold and take no more; once every thread has stopped, that first
+    exception is raised. :class:`Cancelled` when ``stop`` was set before every item was taken. No
+    future or queue per item: a gradual upload has one item per file.
+    """
+    results: list[Any] = [None] * len(items)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    pending = iter(range(len(items)))
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(pending, None) if not (failures or stop.is_set()) else None
+            if i is None:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread below
+                with lock:
+                    failures.append(exc)
+                stop.events[-1].set()
+                return
+
+    threads = [
+        threading.Thread(target=work, name=f"{name}-{k}", daemon=True) for k in range(max(1, min(workers, len(items))))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    if next(pending, None) is not None:
+        raise Cancelled()
+    return results
 
 
 def uploader_options(ctx: TransferContext, handler: ImportHandler) -> ImportOptions:

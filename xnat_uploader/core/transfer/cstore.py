@@ -29,7 +29,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,7 @@ from xnat_uploader.core.dicom.reader import NotDicom, read_bytes, read_file
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.transfer import dimse
-from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source
+from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source, run_parallel
 from xnat_uploader.core.transfer.dimse import (
     Association,
     DicomError,
@@ -187,17 +186,8 @@ class CStoreTransport:
             size = -(-len(group) // n)
             jobs += [(contexts, group[k : k + size]) for k in range(0, len(group), size)]
         ctx.meter.set_phase("sending", f"{len(items)} instances, {len(jobs)} association(s)")
-        pool = ThreadPoolExecutor(max_workers=max(1, min(ctx.workers, len(jobs))), thread_name_prefix="cstore")
-        try:
-            futures = [pool.submit(self._send_slice, ctx, settings, c, g, stop, stats) for c, g in jobs]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:
-                stop.events[1].set()
-                wait(futures)
-                raise failed[0].exception()  # type: ignore[misc]
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        run_parallel(lambda job: self._send_slice(ctx, settings, job[0], job[1], stop, stats), jobs, ctx.workers, stop,
+                     "cstore")  # fmt: skip
         self._report_warnings(ctx, stats)
         return SendResult("", stats.sent)
 

@@ -15,12 +15,18 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow
-from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source, uploader_options
+from xnat_uploader.core.transfer.base import (
+    AnyEvent,
+    SendResult,
+    TransferContext,
+    open_source,
+    run_parallel,
+    uploader_options,
+)
 from xnat_uploader.core.transfer.zipstream import CHUNK, ZipMember, ZipStream
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.body import StreamBody
@@ -114,26 +120,17 @@ class DicomZipTransport:
         uri = self._send_batch(ctx, batches[0], options, stop, settings)
         sent = len(batches[0])
         rest = batches[1:]
-        if rest:
-            pool = ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="zip-batch")
-            try:
-                futures = [pool.submit(self._send_batch, ctx, batch, options, stop, settings) for batch in rest]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = [f for f in done if f.exception() is not None]
-                if failed:
-                    stop.events[1].set()  # stop the other batches quickly; the runner decides what comes next
-                    raise failed[0].exception()  # type: ignore[misc]
-                for future, batch in zip(futures, rest, strict=True):
-                    other = future.result()
-                    if other != uri:
-                        raise E.MultipleSessionsError(
-                            "XNAT put the batches of one session into two prearchive sessions.",
-                            "Open the prearchive, check both sessions and archive or delete them; then upload again.",
-                            detail=f"{uri} / {other}",
-                        )
-                    sent += len(batch)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        others = run_parallel(
+            lambda batch: self._send_batch(ctx, batch, options, stop, settings), rest, ctx.workers, stop, "zip-batch"
+        )
+        for other, batch in zip(others, rest, strict=True):
+            if other != uri:
+                raise E.MultipleSessionsError(
+                    "XNAT put the batches of one session into two prearchive sessions.",
+                    "Open the prearchive, check both sessions and archive or delete them; then upload again.",
+                    detail=f"{uri} / {other}",
+                )
+            sent += len(batch)
         return SendResult(uri, sent)
 
     def _send_batch(

@@ -12,11 +12,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow
-from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferContext, open_source, uploader_options
+from xnat_uploader.core.transfer.base import (
+    AnyEvent,
+    SendResult,
+    TransferContext,
+    open_source,
+    run_parallel,
+    uploader_options,
+)
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, import_data
 
@@ -31,21 +37,11 @@ class GradualTransport:
             return SendResult(ctx.job.uri, 0)
         options = uploader_options(ctx, ImportHandler.GRADUAL_DICOM)
         stop = AnyEvent(ctx.cancel, threading.Event())
-        uris: set[str] = set()
         # The first file alone creates the prearchive session; the rest then merge into it.
-        uris.add(self._send_one(ctx, files[0], options, stop))
-        if len(files) > 1:
-            pool = ThreadPoolExecutor(max_workers=max(1, ctx.workers), thread_name_prefix="gradual")
-            try:
-                futures = [pool.submit(self._send_one, ctx, f, options, stop) for f in files[1:]]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = [f for f in done if f.exception() is not None]
-                if failed:
-                    stop.events[1].set()
-                    raise failed[0].exception()  # type: ignore[misc]
-                uris.update(f.result() for f in futures)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        uris = {self._send_one(ctx, files[0], options, stop)}
+        uris.update(
+            run_parallel(lambda f: self._send_one(ctx, f, options, stop), files[1:], ctx.workers, stop, "gradual")
+        )
         if len(uris) > 1:
             raise E.MultipleSessionsError(
                 "XNAT put the files of one session into several prearchive sessions.",
