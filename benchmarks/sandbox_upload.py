@@ -118,8 +118,8 @@ class SandboxProcess:
         return int(fields[11]) / tick, int(fields[12]) / tick
 
     def stop(self) -> float:
-        """SIGINT (it saves its state, as after Ctrl-C), reap it; returns its whole CPU seconds."""
-        self.proc.send_signal(signal.SIGINT)
+        """SIGTERM (it saves its state, as after Ctrl-C), reap it; returns its whole CPU seconds."""
+        self.proc.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         return usage.ru_utime + usage.ru_stime

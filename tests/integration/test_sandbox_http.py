@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.integration.sandbox_data import Api, study, zip_of
 
 
@@ -93,6 +95,34 @@ def test_command_line_serves_until_interrupted(tmp_path):
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "Sekr1tPass" not in out + err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_command_line_saves_its_state_on_sigterm_even_when_sigint_is_ignored(tmp_path):
+    # A shell's background job ignores SIGINT; SIGTERM must still stop the server cleanly, with its state saved.
+    data = zip_of(study(tmp_path, seed=63))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xnat_uploader", "sandbox", "--port", "0", "--data", str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509 - test only
+    )
+    try:
+        url = proc.stdout.readline().split(" at ", 1)[1].split()[0]
+        assert Api(url).import_zip(data, PROJECT_ID="DEMO").status_code == 200
+        proc.send_signal(signal.SIGINT)  # ignored, as in a background job
+        time.sleep(0.5)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Stopped." in out
+    from xnat_uploader.sandbox.server import SandboxServer
+
+    restored = SandboxServer(tmp_path / "data", projects=("DEMO",))
+    assert sum(len(e["series"]) for e in restored.inventory().values()) > 0
 
 
 def test_command_line_rejects_a_bad_fault_spec():
