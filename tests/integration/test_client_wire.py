@@ -8,6 +8,7 @@ status, reason, headers, body and errors must agree, and kept-alive connections 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import socket
 import threading
 
@@ -28,7 +29,7 @@ class ScriptServer:
     def __init__(self, replies: list) -> None:
         self.replies = list(replies)
         self.connections = 0
-        self.bodies: list[int] = []
+        self.bodies: list[str] = []  # sha256 of each request body received
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -56,7 +57,7 @@ class ScriptServer:
                     conn.sendall(data)
                     conn.shutdown(socket.SHUT_WR)
                     return
-                self.bodies.append(len(f.read(length)))
+                self.bodies.append(hashlib.sha256(f.read(length)).hexdigest())
                 conn.sendall(data)
                 if how == "close":
                     return
@@ -67,7 +68,7 @@ class ScriptServer:
 
 def both_ways(replies: list, body=b"x" * 1000, method: str = "POST", rounds: int = 1):
     """The answers (or the exception) of the lean path and of requests to the same scripted replies."""
-    results = []
+    results, bodies = [], []
     for lean in (True, False):
         server = ScriptServer(replies * rounds)
         http = requests.Session()
@@ -93,9 +94,11 @@ def both_ways(replies: list, body=b"x" * 1000, method: str = "POST", rounds: int
                 except requests.RequestException as exc:
                     out.append(type(exc))
             results.append((out, server.connections))
+            bodies.append(server.bodies)
         finally:
             http.close()
             server.close()
+    assert bodies[0] == bodies[1]  # the server received the same bytes both ways
     return results[0], results[1]
 
 
@@ -187,8 +190,15 @@ def test_an_early_answer_to_a_large_body_is_read():
 
 
 def test_stream_bodies_are_sent_whole():
-    data = bytes(range(256)) * 1000
-    pieces = [data[i : i + 7000] for i in range(0, len(data), 7000)]
+    """Small and large pieces (gathered into one sendmsg, which the slow reader makes send only part of)."""
+    data = bytes(range(256)) * 40_000
+    sizes = [30, 7000, 1, 300_000, 45, 65536, 2_000_000]
+    pieces, at = [], 0
+    while at < len(data):
+        for size in sizes:
+            pieces.append(memoryview(data)[at : at + size])
+            at += size
+    pieces = [p for p in pieces if len(p)]
     lean, plain = both_ways([ok(b"k")], body=lambda: StreamBody(iter(pieces), len(data)), rounds=2)
     assert lean == plain
     assert lean[0][0][3] == b"k"
@@ -206,3 +216,28 @@ def test_refused_connection_raises_what_requests_raises():
     with pytest.raises(requests.ConnectionError) as plain:
         http.post(url + PATH, data=b"abc", timeout=(2, 2))
     assert type(lean.value) is type(plain.value)
+
+
+def test_gathered_writes_survive_partial_sends():
+    """``sendmsg`` on a socket with a time-out may take only part of the buffers: the rest must follow, in order."""
+    from xnat_uploader.core.xnat import wire
+
+    writer, reader = socket.socketpair()
+    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    writer.settimeout(5)  # as urllib3's sockets: non-blocking underneath, so sendmsg returns what fitted
+    data = bytes(range(256)) * 4000
+    pieces = [memoryview(data)[i : i + 9999] for i in range(0, len(data), 9999)]
+    got = bytearray()
+
+    def drain() -> None:
+        while chunk := reader.recv(3000):
+            got.extend(chunk)
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    with reader:
+        with writer:
+            wire._send_all(writer, [b"head:", *pieces])
+        thread.join()
+    assert bytes(got) == b"head:" + data

@@ -43,6 +43,7 @@ from urllib3.util import Timeout
 _MAX_LINE = 65536  # http.client's limits
 _MAX_HEADERS = 100
 _RECV = 65536
+_GATHER = 64 << 10  # pieces are gathered into one sendmsg until this many bytes
 # http.client's rules for what may be sent (putrequest/putheader): a header injection is refused the same way.
 _LEGAL_NAME = re.compile(rb"[^:\s][^:\r\n]*").fullmatch
 _ILLEGAL_VALUE = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
@@ -323,6 +324,47 @@ def exchange(
             pool._put_conn(None)
 
 
+def _send_body(sock: socket.socket, head: bytes, body: bytes | Iterable[bytes | memoryview] | None) -> None:
+    """Send the head and the body's pieces; on a plain socket, small pieces go out with the next one.
+
+    With TCP_NODELAY (urllib3's default) every ``sendall`` of a few bytes (the head, a zip entry's header) is
+    a packet of its own and a wake-up of the receiver; gathering writes (``sendmsg``) send them with the next
+    piece without copying it. TLS sockets have no ``sendmsg``: there each piece goes by ``sendall``.
+    """
+    if type(sock) is not socket.socket:
+        sock.sendall(head)
+        for piece in (body,) if isinstance(body, bytes) else body or ():
+            if piece:
+                sock.sendall(piece)
+        return
+    pending: list[bytes | memoryview] = [head]
+    size = len(head)
+    for piece in (body,) if isinstance(body, bytes) else body or ():
+        if piece:
+            pending.append(piece)
+            size += len(piece)
+            if size >= _GATHER:
+                _send_all(sock, pending)
+                pending, size = [], 0
+    if pending:
+        _send_all(sock, pending)
+
+
+def _send_all(sock: socket.socket, pieces: list[bytes | memoryview]) -> None:
+    """``sendall`` for several buffers at once (``sendmsg`` may send part of them)."""
+    if len(pieces) == 1:
+        sock.sendall(pieces[0])
+        return
+    views = [memoryview(piece) for piece in pieces]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if sent:
+            views[0] = views[0][sent:]
+
+
 def _request(
     pool: urllib3.HTTPConnectionPool, conn: Any, method: str, target: str, head: bytes,
     body: bytes | Iterable[bytes | memoryview] | None, timeout: Timeout,
@@ -344,13 +386,7 @@ def _request(
     sock = conn.sock
     sock.settimeout(conn.timeout)
     try:
-        sock.sendall(head)
-        if isinstance(body, bytes):
-            sock.sendall(body)
-        elif body is not None:
-            for piece in body:
-                if piece:
-                    sock.sendall(piece)
+        _send_body(sock, head, body)
     except BrokenPipeError:
         pass  # the server answered early (a 401, say) and stopped reading: read that answer
     except OSError as exc:
