@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -175,3 +176,64 @@ def test_a_version_1_queue_is_upgraded_in_place(tmp_path):
         assert (row.sop_class, row.transfer_syntax) == ("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2.1")
     with QueueStore(path) as store:  # opening again changes nothing
         assert [f.sop_uid for f in store.files(1)] == ["1.2.3"]
+
+
+def test_one_acknowledged_file_is_committed_when_mark_sent_returns(tmp_path):
+    """One file takes the single-statement path: another connection must see it at once."""
+    import sqlite3
+
+    path = tmp_path / "q.db"
+    with QueueStore(path) as store:
+        job_id = store.add_job(_spec(), _files(3))
+        ids = [f.id for f in store.files(job_id)]
+        store.mark_sent(job_id, ids[:1], ["a" * 64])  # refreshes ``updated``: a transaction
+        store.mark_sent(job_id, ids[1:2], ["b" * 64])  # within the second: one UPDATE on its own
+        other = sqlite3.connect(path)
+        try:
+            rows = other.execute("SELECT id, state, sha256, attempts FROM files WHERE job_id=? ORDER BY id", (job_id,))
+            assert rows.fetchall() == [
+                (ids[0], "sent", "a" * 64, 1),
+                (ids[1], "sent", "b" * 64, 1),
+                (ids[2], "pending", "", 0),
+            ]
+        finally:
+            other.close()
+
+
+def test_mark_sent_refreshes_the_job_time_at_most_every_so_often(tmp_path, monkeypatch):
+    from xnat_uploader.core.queue import store as store_module
+
+    monkeypatch.setattr(store_module, "UPDATED_EVERY", 0.2)
+    with QueueStore(tmp_path / "q.db") as store:
+        job_id = store.add_job(_spec(), _files(4))
+        ids = [f.id for f in store.files(job_id)]
+        added = store.job(job_id).updated
+        time.sleep(0.01)
+        store.mark_sent(job_id, ids[:1])  # the first acknowledgement of a job always refreshes it
+        first = store.job(job_id).updated
+        assert first > added
+        store.mark_sent(job_id, ids[1:2])  # too soon: the file is recorded, the job time is not
+        assert store.job(job_id).updated == first
+        assert store.job(job_id).files_sent == 2
+        time.sleep(0.25)
+        store.mark_sent(job_id, ids[2:3])  # a while later it is refreshed again
+        assert store.job(job_id).updated > first
+        assert store.job(job_id).files_sent == 3
+
+
+def test_the_old_state_index_is_replaced_on_open(tmp_path):
+    """Indexing the state made every acknowledgement write an index page too; the job id alone is enough."""
+    import sqlite3
+
+    path = tmp_path / "q.db"
+    with QueueStore(path) as store:
+        job_id = store.add_job(_spec(), _files(3))
+    db = sqlite3.connect(path)
+    db.execute("CREATE INDEX files_job_state ON files(job_id, state)")  # as queues from before had it
+    db.close()
+    with QueueStore(path) as store:
+        indexes = {r[0] for r in store._read("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='files'")}
+        assert indexes == {"files_job"}
+        plan = store._read("EXPLAIN QUERY PLAN SELECT id FROM files WHERE job_id=? AND state='pending'", (job_id,))
+        assert "files_job" in str(plan)
+        assert len(store.unsent_files(job_id)) == 3

@@ -65,6 +65,18 @@ def test_meter_reports_throttled_with_rate_and_eta():
     assert reports[-1].bytes_done == 100
 
 
+def test_meter_add_counts_bytes_and_files_in_one_step():
+    reports = []
+    meter = ProgressMeter(7, bytes_total=1000, files_total=10, report=reports.append, interval=10,
+                          bytes_done=100, files_done=1)  # fmt: skip
+    meter.add(300, 1)  # first report goes out
+    meter.add(200, 2)  # throttled, still counted
+    assert [(r.bytes_done, r.files_done) for r in reports] == [(400, 2)]
+    assert (meter.bytes_done, meter.files_done) == (600, 4)
+    meter.finish()
+    assert (reports[-1].bytes_done, reports[-1].files_done) == (600, 4)
+
+
 def test_retry_policy_retries_transient_only():
     calls = []
 

@@ -9,6 +9,7 @@ Several processes (the GUI and a CLI) may open the same file: SQLite's locking s
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -127,7 +128,7 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',
     sop_class TEXT NOT NULL DEFAULT '', transfer_syntax TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS files_job_state ON files(job_id, state);
+CREATE INDEX IF NOT EXISTS files_job ON files(job_id);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -143,6 +144,15 @@ _FILE_COLS = (
     "id, job_id, path, member, size, sop_uid, series_uid, series_number, state, batch, attempts, sha256, message, "
     "sop_class, transfer_syntax"
 )
+
+
+_MARK_SENT = (
+    "UPDATE files SET state=?, sha256=CASE WHEN ?='' THEN sha256 ELSE ? END, attempts=attempts+1, message=''"
+    " WHERE id=? AND job_id=?"
+)
+# mark_sent refreshes a job's ``updated`` time at most this often (seconds): once per file would cost
+# a second row write per acknowledgement, and nothing needs it finer than this.
+UPDATED_EVERY = 1.0
 
 
 def _blob(path: str) -> bytes:
@@ -162,6 +172,7 @@ class QueueStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._refreshed: dict[int, float] = {}  # job id -> time.monotonic() of mark_sent's last ``updated``
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -170,6 +181,9 @@ class QueueStore:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"the queue database {self.path.name} is from a newer xnat-uploader (v{version})")
         self._db.executescript(_SCHEMA)
+        # Queues from before kept an index on (job_id, state): every acknowledgement then rewrote an index
+        # page as well, nearly doubling what each mark_sent writes. files_job serves every query as well.
+        self._db.execute("DROP INDEX IF EXISTS files_job_state")
         if version == 1:  # a queue from before the scan's SOP class and transfer syntax were kept
             for column in ("sop_class", "transfer_syntax"):
                 self._db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
@@ -281,21 +295,32 @@ class QueueStore:
                 raise
 
     def mark_sent(self, job_id: int, file_ids: Sequence[int], sha256: Sequence[str] | None = None) -> None:
-        """Record files the server acknowledged (one transaction, committed before returning)."""
+        """Record files the server acknowledged (one transaction, committed before returning).
+
+        A gradual upload calls this once per file, so the common case is kept cheap: one file is one
+        UPDATE, which in autocommit mode is its own transaction (committed when it returns, as with
+        BEGIN/COMMIT). The job's ``updated`` time is refreshed at most every
+        ``UPDATED_EVERY`` seconds per job rather than on every file.
+        """
         digests = list(sha256) if sha256 is not None else [""] * len(file_ids)
+        rows = [(FileState.SENT.value, d, d, i, job_id) for i, d in zip(file_ids, digests, strict=True)]
         with self._lock:
+            now = time.monotonic()
+            refresh = now - self._refreshed.get(job_id, -math.inf) >= UPDATED_EVERY
+            if len(rows) == 1 and not refresh:
+                self._db.execute(_MARK_SENT, rows[0])
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "UPDATE files SET state=?, sha256=CASE WHEN ?='' THEN sha256 ELSE ? END, attempts=attempts+1,"
-                    " message='' WHERE id=? AND job_id=?",
-                    ((FileState.SENT.value, d, d, i, job_id) for i, d in zip(file_ids, digests, strict=True)),
-                )
-                self._db.execute("UPDATE jobs SET updated=? WHERE id=?", (time.time(), job_id))
+                self._db.executemany(_MARK_SENT, rows)
+                if refresh:
+                    self._db.execute("UPDATE jobs SET updated=? WHERE id=?", (time.time(), job_id))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if refresh:
+                self._refreshed[job_id] = now
 
     def mark_failed(self, job_id: int, file_ids: Sequence[int], message: str, permanent: bool = False) -> None:
         """Record a failed attempt; ``permanent`` files are rejected and never re-sent."""

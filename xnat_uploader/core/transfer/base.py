@@ -90,6 +90,13 @@ class ProgressMeter:
             self.bytes_done += n
         self._maybe_report()
 
+    def add(self, n_bytes: int, n_files: int) -> None:
+        """``add_bytes`` and ``add_files`` in one step: one lock and one clock read per acknowledged file."""
+        with self._lock:
+            self.bytes_done += n_bytes
+            self.files_done += n_files
+        self._maybe_report()
+
     def undo_bytes(self, n: int) -> None:
         with self._lock:
             self.bytes_done -= n

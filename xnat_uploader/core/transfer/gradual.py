@@ -75,6 +75,5 @@ class GradualTransport:
 
         uri = ctx.retry.run(attempt, stop, on_retry=lambda exc: ctx.meter.set_phase("retrying", exc.message))
         ctx.store.mark_sent(ctx.job.id, [f.id], [hashlib.sha256(data).hexdigest()])
-        ctx.meter.add_bytes(len(data))
-        ctx.meter.add_files(1)
+        ctx.meter.add(len(data), 1)
         return uri
