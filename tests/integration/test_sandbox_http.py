@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -160,3 +161,113 @@ def test_a_restarted_server_on_the_same_folder_keeps_its_data(tmp_path):
         assert [r["name"] for r in api.rows("/data/prearchive")] == ["PRE"]
         new = api.put("/data/projects/DEMO/subjects/S2/experiments/NEXT").text
         assert new == "XNAT_E00002"  # ID counters continue
+
+
+HEADER_BLOCKS = [
+    b"Host: x\r\nContent-Type: application/dicom\r\nContent-Length: 12\r\n\r\n",
+    b"Host: x\nX-Empty:\nX-Spaces: \t a b \t\n\n",  # LF only, empty value, inner and trailing blanks
+    b"Cookie: a=1\r\nCookie: b=2\r\ncookie: c=3\r\n\r\n",  # repeated names
+    b"X-Latin: caf\xe9\r\n\r\n",
+    b"\r\n",
+    b"X-Folded: one\r\n two\r\n\tthree\r\nY: 1\r\n\r\n",  # continuation lines
+    b" Leading: continuation\r\nY: 1\r\n\r\n",
+    b"No colon here\r\nY: 1\r\n\r\n",  # the email parser stops at it: Y is lost
+    b"Bad Name: v\r\nY: 1\r\n\r\n",
+    b": no name\r\nY: 1\r\n\r\n",
+    b"X: a\rY: b\r\n\r\n",  # a bare CR ends a line for the email parser
+    b"X: a\r\r\n\r\n",
+    b"From someone\r\nY: 1\r\n\r\n",
+    b"Y: 1\r\nFrom someone\r\n\r\n",
+    b"Y: 1\r\nZ: 2",  # the stream ends inside the block
+    b"Y: 1\r\n",
+    b"",
+]
+
+
+@pytest.mark.parametrize("block", HEADER_BLOCKS)
+def test_header_reading_gives_http_clients_message(block):
+    """The sandbox's own header reader returns what ``http.client.parse_headers`` (email parser) does."""
+    import io
+
+    from xnat_uploader.sandbox.httpd import read_headers
+
+    ours, theirs = read_headers(io.BytesIO(block)), http.client.parse_headers(io.BytesIO(block))
+    assert type(ours) is type(theirs)
+    assert ours.items() == theirs.items()
+    assert ours.get_payload() == theirs.get_payload()
+    assert ours.get_unixfrom() == theirs.get_unixfrom()
+    assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
+    assert ours.get_all("cookie") == theirs.get_all("cookie")
+
+
+@pytest.mark.parametrize(
+    "block", [b"X-Long: " + b"a" * 70000 + b"\r\n\r\n", b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n"]
+)
+def test_header_limits_answer_431_as_before(sandbox, block):
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /data/projects HTTP/1.1\r\n" + block)
+        assert sock.makefile("rb").readline().split()[1] == b"431"
+
+
+def test_a_malformed_header_line_ends_the_headers_as_before(sandbox):
+    """Lines after one the email parser cannot read are dropped (here: the credentials), no 400."""
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    auth = b"Authorization: Basic YWRtaW46YWRtaW4=\r\n"  # admin:admin
+    for odd, status in [(b"", b"200"), (b"No colon here\r\n", b"401")]:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /data/projects HTTP/1.1\r\nHost: x\r\n" + odd + auth + b"Connection: close\r\n\r\n")
+            assert sock.makefile("rb").readline().split()[1] == status
+
+
+def _first_answer(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        return sock.makefile("rb").read()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"GET /data/version HTTP/1.1",
+        b"GET /data/version HTTP/1.0",
+        b"GET /data/version HTTP/2.0",
+        b"GET /data/version HTTX/1.1",
+        b"GET /data/version HTTP/1.x",
+        b"GET /data/version HTTP/1",
+        b"GET /data/version HTTP/1.1.1",
+        b"GET a b HTTP/1.1",
+        b"POST /data/version",
+        b"",
+    ],
+)
+def test_request_lines_are_answered_as_the_standard_library_does(sandbox, line):
+    """Bad request lines get the standard library's answer, byte for byte; good ones reach the application."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Plain(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    threading.Thread(target=plain.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        request = line + b"\r\nHost: x\r\nConnection: close\r\n\r\n"
+        theirs = _first_answer(f"http://127.0.0.1:{plain.server_address[1]}", request)
+        ours = _first_answer(sandbox.url, request)
+    finally:
+        plain.shutdown()
+        plain.server_close()
+    if theirs.startswith(b"HTTP/1.") and theirs.split()[1] == b"200":
+        assert ours.split()[1] == b"401"  # accepted: the application asks for a login
+    else:
+        assert ours.split(b"\r\n")[0] == theirs.split(b"\r\n")[0]
+        assert ours.split(b"\r\n\r\n", 1)[-1] == theirs.split(b"\r\n\r\n", 1)[-1]

@@ -20,7 +20,6 @@ announces a large maximum PDU so peers send few, large P-DATA PDUs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import socket
 import threading
@@ -285,10 +284,9 @@ class DicomReceiver:
             with out:
                 data = event.encoded_dataset()  # preamble + file meta (context's syntax) + bytes as received
                 out.write(data)
-            sha256 = hashlib.sha256(data).hexdigest()
             # rename: C-STORE has no file name, XNAT's file namer names by UIDs.
             target = Target(rename=True)
-            sessions.receive(store, self.user, target, temp, f"{sop_uid or 'instance'}.dcm", len(data), sha256)
+            sessions.receive(store, self.user, target, temp, f"{sop_uid or 'instance'}.dcm", len(data))
         except NotDicom as err:
             self._count("failed")
             log.info("C-STORE of %s refused: %s", sop_uid, err)

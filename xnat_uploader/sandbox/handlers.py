@@ -6,7 +6,6 @@ XNAT's; where the sandbox simplifies, the docstring says so.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import mmap
 import os
@@ -68,8 +67,8 @@ def archive_kind(name: str) -> str | None:
     return None
 
 
-def iter_entries(store: Store, path: Path, kind: str, prefix: str = "") -> Iterator[tuple[str, Path, int, str]]:
-    """Every file in an archive, recursing into nested archives: (entry name, temp path, size, sha256).
+def iter_entries(store: Store, path: Path, kind: str, prefix: str = "") -> Iterator[tuple[str, Path, int]]:
+    """Every file in an archive, recursing into nested archives: (entry name, temp path, size).
 
     The caller owns (moves or deletes) each yielded temp file.
     """
@@ -100,8 +99,8 @@ def iter_entries(store: Store, path: Path, kind: str, prefix: str = "") -> Itera
 
 def _stored_entry(
     store: Store, name: str, fd: int, mm: mmap.mmap, info: zipfile.ZipInfo
-) -> Iterator[tuple[str, Path, int, str]]:
-    """A stored (uncompressed) zip entry: hashed in place and copied by the kernel, no Python buffers.
+) -> Iterator[tuple[str, Path, int]]:
+    """A stored (uncompressed) zip entry: CRC-checked in place and copied by the kernel, no Python buffers.
 
     The data starts after the local header (30 bytes + name + extra, whose lengths may differ from
     the central directory's, so they are read from the local header itself).
@@ -113,7 +112,6 @@ def _stored_entry(
     try:
         if zlib.crc32(data) != info.CRC:
             raise HttpError(400, "Archive file is corrupt or not a valid archive file type.")
-        sha = hashlib.sha256(data).hexdigest()
     finally:
         data.release()
     if archive_kind(name.lower()):
@@ -128,13 +126,13 @@ def _stored_entry(
                 raise OSError("copy_file_range stopped early")
             offset += n
             left -= n
-    yield name, temp, size, sha
+    yield name, temp, size
 
 
-def _entry(store: Store, name: str, opener) -> Iterator[tuple[str, Path, int, str]]:  # type: ignore[no-untyped-def]
+def _entry(store: Store, name: str, opener) -> Iterator[tuple[str, Path, int]]:  # type: ignore[no-untyped-def]
     temp, out = store.temp_file()
     with out, opener() as src:
-        size, sha = sessions.save_stream(src.read, out)
+        size = sessions.save_stream(src.read, out)
     nested = archive_kind(name.lower())
     if nested:
         try:
@@ -142,7 +140,7 @@ def _entry(store: Store, name: str, opener) -> Iterator[tuple[str, Path, int, st
         finally:
             temp.unlink(missing_ok=True)
         return
-    yield name, temp, size, sha
+    yield name, temp, size
 
 
 def target_from(request: Request, gradual: bool) -> Target:
@@ -215,9 +213,7 @@ def gradual(app: App, request: Request, upload: Upload) -> list[str]:
     """One DICOM object; any failure is XNAT's 400 ``unable to read DICOM object <name>``."""
     target = target_from(request, gradual=True)
     try:
-        session = sessions.receive(
-            app.store, request.user, target, upload.path, upload.name, upload.size, upload.sha256
-        )
+        session = sessions.receive(app.store, request.user, target, upload.path, upload.name, upload.size)
     except NotDicom as err:
         raise HttpError(400, str(err)) from None
     return [sessions.receiver_uri(session)]
@@ -244,9 +240,9 @@ def dicom_zip(app: App, request: Request, upload: Upload) -> list[str]:
     touched: list[PrearcSession] = []
     last_error: str | None = None
     found = False
-    for entry, temp, size, sha in iter_entries(app.store, upload.path, kind):
+    for entry, temp, size in iter_entries(app.store, upload.path, kind):
         try:
-            session = sessions.receive(app.store, request.user, target, temp, entry.rsplit("/", 1)[-1], size, sha)
+            session = sessions.receive(app.store, request.user, target, temp, entry.rsplit("/", 1)[-1], size)
         except NotDicom as err:
             last_error = str(err).replace(entry.rsplit("/", 1)[-1], entry, 1)
             if not ignore:
@@ -297,8 +293,8 @@ def session_importer(app: App, request: Request, upload: Upload) -> list[str]:
             )
         if dest_parts.get("folder") and not dest_parts.get("ts"):
             raise HttpError(400, "User must specify timestamp portion of prearchive path")
-    entries: list[tuple[str, Path, int, str]] = []
-    studies: dict[str, list[tuple[str, Path, int, str]]] = {}
+    entries: list[tuple[str, Path, int]] = []
+    studies: dict[str, list[tuple[str, Path, int]]] = {}
     try:
         for entry in iter_entries(app.store, upload.path, kind):
             entries.append(entry)
@@ -315,12 +311,12 @@ def session_importer(app: App, request: Request, upload: Upload) -> list[str]:
         target.prevent_auto_commit = True
         touched: list[PrearcSession] = []
         for files in studies.values():
-            for name, temp, size, sha in files:
-                session = sessions.receive(app.store, request.user, target, temp, name.rsplit("/", 1)[-1], size, sha)
+            for name, temp, size in files:
+                session = sessions.receive(app.store, request.user, target, temp, name.rsplit("/", 1)[-1], size)
                 if session not in touched:
                     touched.append(session)
     finally:
-        for _, temp, _, _ in entries:
+        for _, temp, _ in entries:
             temp.unlink(missing_ok=True)
     aa = request.param("AA") or request.param("auto-archive")
     uris = []

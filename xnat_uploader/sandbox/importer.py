@@ -7,16 +7,13 @@ tar for DICOM-zip) and which handler runs, with XNAT's status codes and messages
 
 from __future__ import annotations
 
-import hashlib
 import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from xnat_uploader.sandbox import multipart
-from xnat_uploader.sandbox.handlers import archive_kind
 from xnat_uploader.sandbox.httpd import HttpError, Request, Response, Router
-from xnat_uploader.sandbox.sessions import hash_file
 
 if TYPE_CHECKING:
     from xnat_uploader.sandbox.app import App
@@ -53,20 +50,12 @@ HANDLERS_WITHOUT_FILES = ("inbox",)  # @ImporterHandler(allowCallsWithoutFiles =
 
 @dataclass
 class Upload:
-    """One received file, already on disk in the cache folder."""
+    """One received file, already on disk in the cache folder (not hashed: a stored file computes
+    its SHA-256 when first asked, :meth:`StoredFile.digest`)."""
 
     name: str
     path: Path
     size: int
-    digest: str = ""  # SHA-256 hex, when it was computed while the body arrived
-
-    @property
-    def sha256(self) -> str:
-        """Computed on demand unless known: archives are hashed per entry, so their own checksum is
-        rarely needed."""
-        if not self.digest:
-            self.digest = hash_file(self.path)[1]
-        return self.digest
 
 
 def derive_name(content_type: str) -> str:
@@ -101,15 +90,13 @@ def receive_uploads(app: App, request: Request, filepath: str = "") -> list[Uplo
         if size_seen < 1 and ctype != "application/zip":
             raise HttpError(400, IN_BODY_SIZE.format(size=size_seen))
         path, out = store.temp_file()
-        # A single file is hashed as it arrives (one pass); an archive is not: its entries are hashed.
-        digest = None if archive_kind(name.lower()) else hashlib.sha256()
         try:
             with out:
-                size = request.body.save(out, digest)
+                size = request.body.save(out)
         except BaseException:
             path.unlink(missing_ok=True)  # a connection lost mid-body leaves no partial file behind
             raise
-        return [Upload(name, path, size, digest.hexdigest() if digest else "")]
+        return [Upload(name, path, size)]
     if ctype == "multipart/form-data":
         created: list[Path] = []
 

@@ -194,13 +194,12 @@ class InboxJobs:
         for file in files:
             kind = archive_kind(file.name.lower())
             if kind:
-                for name, temp, size, sha in iter_entries(store, file, kind):
-                    count += self._one(job, touched, temp, name, size, sha)
+                for name, temp, size in iter_entries(store, file, kind):
+                    count += self._one(job, touched, temp, name, size)
             else:
                 temp = store.temp_path()
                 shutil.copyfile(file, temp)
-                size, sha = sessions.hash_file(temp)
-                count += self._one(job, touched, temp, file.name, size, sha)
+                count += self._one(job, touched, temp, file.name, temp.stat().st_size)
         if not count:
             job.set(FAILED, f"No DICOM files were found to import in {source}.")
             return
@@ -209,12 +208,12 @@ class InboxJobs:
         uris = ", ".join(sessions.receiver_uri(s) for s in touched)
         job.set(COMPLETED, f"Imported {count} DICOM files into {len(touched)} session(s): {uris}")
 
-    def _one(self, job: InboxRequest, touched: list[PrearcSession], temp: Path, name: str, size: int, sha: str) -> int:
+    def _one(self, job: InboxRequest, touched: list[PrearcSession], temp: Path, name: str, size: int) -> int:
         try:
             delay = self.app.settings.inbox_file_delay
             if (delay and self._stop.wait(delay)) or self._stop.is_set():
                 raise _Stopped()
-            session = sessions.receive(self.app.store, job.user, job.target, temp, name.rsplit("/", 1)[-1], size, sha)
+            session = sessions.receive(self.app.store, job.user, job.target, temp, name.rsplit("/", 1)[-1], size)
         except NotDicom:
             return 0  # XNAT logs the file and goes on
         finally:

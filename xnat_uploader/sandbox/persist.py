@@ -4,6 +4,11 @@ The files are on disk already; what lives only in memory (projects, subjects, ex
 prearchive rows, inventory checksums, ID counters) is written to ``DIR/state.json`` when the
 server stops and read back when a server starts on the same folder. Paths are stored relative to
 the data folder. Users, faults and settings are not saved: they come from the command line.
+
+File digests are computed lazily (:meth:`StoredFile.digest`): one not computed yet is saved as
+``""`` and computed from the file after the restart. A scan's ``instances`` (every copy received
+per SOP UID) name a copy still in the scan as ``{"file": name}`` so it stays that very file after
+loading; a copy no longer stored is saved as its digest (computed before it was overwritten).
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ def load(store: Store) -> bool:
 
 def _plain(obj: Any, root: Path) -> Any:
     """Dataclasses -> dicts, paths -> text relative to ``root``."""
+    if isinstance(obj, Scan):
+        data = {f.name: _plain(getattr(obj, f.name), root) for f in dataclasses.fields(obj) if f.name != "instances"}
+        data["instances"] = {sop: [_copy(obj, c) for c in copies] for sop, copies in obj.instances.items()}
+        return data
     if dataclasses.is_dataclass(obj):
         return {f.name: _plain(getattr(obj, f.name), root) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
@@ -90,12 +99,24 @@ def _plain(obj: Any, root: Path) -> Any:
     return obj
 
 
+def _copy(scan: Scan, stored: StoredFile) -> str | dict:
+    """One received copy: a reference to the scan's file, or the digest of one no longer stored."""
+    if scan.files.get(stored.name) is stored:
+        return {"file": stored.name}
+    return stored.digest()
+
+
 def _project(project: Project, root: Path) -> dict:
     return _plain(project, root)
 
 
 def _stored(data: dict, root: Path) -> StoredFile:
     return StoredFile(**{**data, "path": root / data["path"]})
+
+
+def _gone(digest: str, sop_uid: str, scan: dict) -> StoredFile:
+    """A copy no longer on disk (or any copy in a state.json written before digests were lazy)."""
+    return StoredFile("", Path(), 0, digest, sop_uid, scan["series_uid"])
 
 
 def _resource(data: dict, root: Path) -> Resource:
@@ -108,6 +129,10 @@ def _content(data: dict, root: Path) -> Content:
     for key, scan in data.pop("scans").items():
         files = {k: _stored(v, root) for k, v in scan.pop("files").items()}
         resources = {k: _resource(v, root) for k, v in scan.pop("resources").items()}
-        scans[key] = Scan(**scan, files=files, resources=resources)
+        instances = {
+            sop: [files[c["file"]] if isinstance(c, dict) else _gone(c, sop, scan) for c in copies]
+            for sop, copies in scan.pop("instances").items()
+        }
+        scans[key] = Scan(**scan, files=files, resources=resources, instances=instances)
     resources = {k: _resource(v, root) for k, v in data.pop("resources").items()}
     return Content(**{**data, "dir": root / data["dir"]}, scans=scans, resources=resources)

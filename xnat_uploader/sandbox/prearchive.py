@@ -264,15 +264,16 @@ def register(router: Router, app: App) -> None:
             found = session.content.resources[label].files if label in session.content.resources else None
         if found is None:
             raise HttpError(404, f"Unable to find resource {label}")
-        rows = [
-            {
-                "Name": f.name,
-                "Size": f.size,
-                "URI": f"/data{session.url}/scans/{scan}/resources/{label}/files/{f.name}",
-                "digest": f.sha256,
-            }
-            for f in found.values()
-        ]
+        with app.store.lock:  # a digest may be computed now: not while an archive moves the files
+            rows = [
+                {
+                    "Name": f.name,
+                    "Size": f.size,
+                    "URI": f"/data{session.url}/scans/{scan}/resources/{label}/files/{f.name}",
+                    "digest": f.digest(),
+                }
+                for f in found.values()
+            ]
         return table(request, rows, ["Name", "Size", "URI", "digest"])
 
     router.add("GET", r"/(?:data|REST)/prearchive(?:/projects)?", listing)

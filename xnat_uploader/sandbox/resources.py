@@ -172,20 +172,21 @@ def register(router: Router, app: App) -> None:
         return res
 
     def file_rows(parent: Parent, res: Resource) -> list[dict[str, object]]:
-        return [
-            {
-                "Name": f.name.rsplit("/", 1)[-1],
-                "Size": f.size,
-                "URI": f"{parent.uri}/resources/{res.label}/files/{f.name}",
-                "collection": res.label,
-                "file_tags": "",
-                "file_format": res.format,
-                "file_content": res.content,
-                "cat_ID": res.id,
-                "digest": f.sha256,
-            }
-            for f in res.files.values()
-        ]
+        with store.lock:  # a digest may be computed now: not while an archive moves the files
+            return [
+                {
+                    "Name": f.name.rsplit("/", 1)[-1],
+                    "Size": f.size,
+                    "URI": f"{parent.uri}/resources/{res.label}/files/{f.name}",
+                    "collection": res.label,
+                    "file_tags": "",
+                    "file_format": res.format,
+                    "file_content": res.content,
+                    "cat_ID": res.id,
+                    "digest": f.digest(),
+                }
+                for f in res.files.values()
+            ]
 
     def files(request: Request, name: str, **g: str) -> Response:
         if request.method != "GET":
@@ -245,10 +246,10 @@ def register(router: Router, app: App) -> None:
                 kind = archive_kind(rel.lower())
                 if request.flag("extract") and kind:
                     base = rel.rsplit("/", 1)[0] + "/" if "/" in rel else ""
-                    for entry, temp, size, sha in iter_entries(store, up.path, kind):
-                        _put(res, folder, base + entry, temp, size, sha, overwrite, duplicates)
+                    for entry, temp, size in iter_entries(store, up.path, kind):
+                        _put(res, folder, base + entry, temp, size, overwrite, duplicates)
                 else:
-                    _put(res, folder, rel, up.path, up.size, up.sha256, overwrite, duplicates)
+                    _put(res, folder, rel, up.path, up.size, overwrite, duplicates)
         finally:
             for up in uploads:
                 up.path.unlink(missing_ok=True)
@@ -289,7 +290,7 @@ def _path_after_name(request: Request, **_: str) -> Response:
 
 
 def _put(
-    res: Resource, folder: Path, rel: str, source: Path, size: int, sha: str, overwrite: bool, duplicates: list[str]
+    res: Resource, folder: Path, rel: str, source: Path, size: int, overwrite: bool, duplicates: list[str]
 ) -> None:
     rel = "/".join(p for p in rel.replace("\\", "/").split("/") if p not in ("", ".", ".."))
     if rel in res.files and not overwrite:
@@ -299,4 +300,4 @@ def _put(
     dest = folder / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(source), str(dest))
-    res.files[rel] = StoredFile(rel, dest, size, sha)
+    res.files[rel] = StoredFile(rel, dest, size)

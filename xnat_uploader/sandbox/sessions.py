@@ -7,7 +7,6 @@ rebuilder all call these functions. Rules follow xnat-api.md 3.6 (gradual find-o
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import threading
@@ -73,25 +72,14 @@ class Target:
     rename: bool = False
 
 
-def save_stream(read: Callable[[int], bytes], out: BinaryIO, chunk: int = 1 << 20) -> tuple[int, str]:
-    """Write a stream to the open file ``out`` while hashing it; returns (size, sha256 hex)."""
-    digest = hashlib.sha256()
+def save_stream(read: Callable[[int], bytes], out: BinaryIO, chunk: int = 1 << 20) -> int:
+    """Write a stream to the open file ``out``; returns its size. Not hashed: stored files compute
+    their SHA-256 when first asked (:meth:`StoredFile.digest`)."""
     size = 0
     while data := read(chunk):
-        digest.update(data)
         out.write(data)
         size += len(data)
-    return size, digest.hexdigest()
-
-
-def hash_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as src:
-        while data := src.read(1 << 20):
-            digest.update(data)
-            size += len(data)
-    return size, digest.hexdigest()
+    return size
 
 
 def resolve_project(store: Store, user: User, ref: str | None, info: DicomInfo | None) -> str:
@@ -108,7 +96,7 @@ def resolve_project(store: Store, user: User, ref: str | None, info: DicomInfo |
     return UNASSIGNED
 
 
-def receive(store: Store, user: User, target: Target, path: Path, name: str, size: int, sha256: str) -> PrearcSession:
+def receive(store: Store, user: User, target: Target, path: Path, name: str, size: int) -> PrearcSession:
     """One DICOM object into its prearchive (or direct-archive) session: gradual-DICOM's rules.
 
     Raises :class:`NotDicom` for unreadable input and ``HttpError(400)`` for a concurrent send of
@@ -124,7 +112,7 @@ def receive(store: Store, user: User, target: Target, path: Path, name: str, siz
         with store.lock:
             session = _find_or_create(store, user, target, info)
             stored_name = f"{info.sop_uid}.dcm" if target.rename else name
-            store.add_dicom(session.content, info, path, stored_name, sha256, size)
+            store.add_dicom(session.content, info, path, stored_name, size)
             session.touched = time.monotonic()
             session.lastmod = now_sql()
             return session
@@ -325,7 +313,7 @@ def _merge_into(
             if old is None:
                 continue
             for name, stored in scan.files.items():
-                if name in old.files and old.files[name].sha256 != stored.sha256:
+                if name in old.files and old.files[name].digest() != stored.digest():
                     raise ArchiveFailure("Session already exists with matching files.")
     _move_content(session.content, exp.content, replace=True)
     return exp
@@ -356,7 +344,11 @@ def _move_content(src: Content, dst: Content, replace: bool) -> None:
             dest = dst.dir / "SCANS" / target.id / "DICOM" / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.exists() and not replace:
+                stored.digest()  # left behind (deleted with the session) but still counted as a copy
                 continue
+            replaced = target.files.get(name)
+            if replaced is not None:
+                replaced.digest()  # overwritten below; the copy stays counted in ``instances``
             shutil.move(str(stored.path), str(dest))
             stored.path = dest
             target.files[name] = stored

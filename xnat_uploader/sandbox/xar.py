@@ -57,7 +57,7 @@ def xar_import(app: App, request: Request, upload: Upload) -> list[str]:
             subject, _ = store.get_or_create_subject(project.id, subject_ref, request.user.login)
             modality = root.tag[len(XNAT_NS) :].replace("Session", "").upper()
             exp = store.new_experiment(project.id, subject, label, session_xsi(modality), request.user.login)
-            for name, temp, size, sha in entries:
+            for name, temp, size in entries:
                 if (name, temp) == xml_entry[:2]:
                     continue
                 try:
@@ -68,10 +68,10 @@ def xar_import(app: App, request: Request, upload: Upload) -> list[str]:
                     dest = exp.content.dir / "RESOURCES" / "XAR" / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     temp.replace(dest)
-                    res.files[rel] = StoredFile(rel, dest, size, sha)
+                    res.files[rel] = StoredFile(rel, dest, size)
                     continue
-                store.add_dicom(exp.content, info, temp, name.rsplit("/", 1)[-1], sha, size)
+                store.add_dicom(exp.content, info, temp, name.rsplit("/", 1)[-1], size)
         return [f"/data/archive/experiments/{exp.id}"]
     finally:
-        for _, temp, _, _ in entries:
+        for _, temp, _ in entries:
             temp.unlink(missing_ok=True)
