@@ -388,11 +388,13 @@ def table(name: str, c: Corpus, link: str, tools: list[str], args: argparse.Name
     for tool, row in rows.items():
         for err in row["errors"]:
             print(f"  {tool} FAILED: {err}")
-    verdicts(rows, ref, ref_g, link)
+    verdicts(rows, ref, ref_g, link, args.mbit / 8)  # MB/s of the emulated link
     return rows
 
 
-def verdicts(rows: dict[str, dict], ref: dict | None, ref_g: dict | None, link: str) -> None:
+def verdicts(rows: dict[str, dict], ref: dict | None, ref_g: dict | None, link: str, capacity_mbs: float = 0.0) -> None:
+    """The issue's targets, on loopback; over the slow link, how much of the link (``capacity_mbs``) each used."""
+
     def mark(ok: bool) -> str:
         return "meets" if ok else "MISSES"
 
@@ -412,8 +414,14 @@ def verdicts(rows: dict[str, dict], ref: dict | None, ref_g: dict | None, link: 
     if grad and ref_g:
         ratio = grad["fps"] / ref_g["fps"]
         complete = not (grad["missing"] or grad["corrupt"] or grad["errors"])
-        print(f"  ours gradual vs xnatctl gradual: files/s {ratio:.2f}x ({mark(ratio >= 1.3)} >= 1.3), "
-              f"every file arrived: {complete}")  # fmt: skip
+        if link == "loopback":
+            print(f"  ours gradual vs xnatctl gradual: files/s {ratio:.2f}x ({mark(ratio >= 1.3)} >= 1.3), "
+                  f"every file arrived: {complete}")  # fmt: skip
+        else:
+            # The 1.3x target is the loopback one: over a link both fill, no sender can be faster than the link.
+            use = f"link used: ours {grad['mbs'] / capacity_mbs:.0%}, xnatctl {ref_g['mbs'] / capacity_mbs:.0%}"
+            print(f"  ours gradual vs xnatctl gradual over the slow link: files/s {ratio:.2f}x ({use}), "
+                  f"every file arrived: {complete}")  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
