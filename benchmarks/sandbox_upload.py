@@ -13,10 +13,10 @@ left out). The corpora are written once under ``benchmarks/.corpus/`` and reused
 * ``gradual``: one ``POST /data/services/import?import-handler=gradual-DICOM`` per CT-like instance
   of ~0.5 MB, from 8 threads with one keep-alive ``http.client`` connection each and the
   ``JSESSIONID`` of one login: what the upload benchmark's gradual clients cost the sandbox;
-* ``transfer``: the zip PUT into a project resource (body streamed to disk and hashed): the HTTP
-  layer's own speed;
-* ``DICOM-zip``: ``POST /data/services/import`` (stream to disk, unpack, SHA-256 and header-read
-  every instance, file it into the prearchive);
+* ``transfer``: the zip PUT into a project resource (body streamed to disk): the HTTP layer's own
+  speed;
+* ``DICOM-zip``: ``POST /data/services/import`` (stream to disk, unpack, header-read every instance,
+  file it into the prearchive; SHA-256s are computed later, when a listing or the inventory asks);
 * ``chunked``: the DICOM-zip import with a chunked body (no Content-Length).
 
 ``server ms/file`` is the sandbox's CPU (user + system) per instance, ``(system)`` its kernel part;
