@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from tests.integration._client_data import chunks, make_study
+from tests.integration._client_data import LoopbackServer, chunks, make_study
 from xnat_uploader.core.xnat import ConnectionOptions, ImportHandler, ImportOptions, StreamBody, XnatClient
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.importer import import_data
@@ -153,23 +153,12 @@ def test_eight_threads_share_the_pool_and_one_renewal(sandbox, tmp_path):
 # --- on the wire ---------------------------------------------------------------------------------------------
 
 
-class CaptureServer:
+class CaptureServer(LoopbackServer):
     """A bare HTTP/1.1 server on loopback that records each request's head and body size (keep-alive)."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, list[tuple[str, str]], int]] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _handle(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as f:
@@ -193,9 +182,6 @@ class CaptureServer:
                     continue
                 body = b"ABCDEFGH0123456789" if "/data/JSESSION" in request_line else b"/data/prearchive/x\r\n"
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture

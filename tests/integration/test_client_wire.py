@@ -16,32 +16,21 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from tests.integration._client_data import LoopbackServer
 from xnat_uploader.core.xnat import StreamBody
 from xnat_uploader.core.xnat.direct import DirectSender
 
 PATH = "/data/services/import"
 
 
-class ScriptServer:
+class ScriptServer(LoopbackServer):
     """Answers each request with the next scripted reply. A reply is raw bytes, or ``(bytes, "close")`` to close
     the connection after it, or ``(bytes, "early")`` to answer before reading the body and then close."""
 
     def __init__(self, replies: list) -> None:
         self.replies = list(replies)
-        self.connections = 0
         self.bodies: list[str] = []  # sha256 of each request body received
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _handle(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as f:
@@ -61,9 +50,6 @@ class ScriptServer:
                 conn.sendall(data)
                 if how == "close":
                     return
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def both_ways(replies: list, body=b"x" * 1000, method: str = "POST", rounds: int = 1):
