@@ -236,9 +236,7 @@ class Reply:
                 raise ReadTimeoutError(self._pool, None, "Read timed out.") from exc  # type: ignore[arg-type]
             except BaseSSLError as exc:
                 raise SSLError(exc) from exc
-            except IncompleteRead as exc:
-                raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
-            except (HTTPException, OSError) as exc:
+            except (HTTPException, OSError) as exc:  # IncompleteRead included
                 raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
             if self._reader.buf:
                 self._will_close = True  # more than the answer arrived: the connection's state is unknown
