@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 
@@ -42,6 +43,25 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         monkeypatch.setenv(var, str(home / var.lower()))
     return home
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored():
+    """Whatever a test configures on the root logger (``xnat_uploader.log.setup`` through ``cli.main``, say)
+    is undone after it: its file handler would otherwise outlive the test's home folder and be the
+    "current log" of every later test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configured = root.__dict__.get("_xnat_uploader_configured", False)
+    yield
+    for handler in list(root.handlers):
+        # Only the app's own handlers: pytest attaches and removes its capture handlers per test phase.
+        ours = isinstance(handler, logging.FileHandler) or type(handler).__module__ == "xnat_uploader.log"
+        if ours and handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    root._xnat_uploader_configured = configured  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
