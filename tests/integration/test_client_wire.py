@@ -227,3 +227,27 @@ def test_gathered_writes_survive_partial_sends():
             wire._send_all(writer, [b"head:", *pieces])
         thread.join()
     assert bytes(got) == b"head:" + data
+
+
+def test_without_a_host_line_the_sender_falls_back_to_urlopen(monkeypatch):
+    """Should a future http.client build its head differently, requests still go out (through urlopen)."""
+    from xnat_uploader.core.xnat import wire
+
+    def broken(pool):
+        raise AttributeError("_buffer")
+
+    monkeypatch.setattr(wire, "host_line", broken)
+    server = ScriptServer([ok(b"fine")] * 2)
+    http = requests.Session()
+    http.mount("http://", HTTPAdapter(max_retries=0))
+    try:
+        sender = DirectSender.for_session(http, server.url)
+        assert sender is not None
+        for _ in range(2):
+            resp = sender.send("POST", sender.plan("POST", PATH, None, b"abc"), b"abc", {}, (2, 2))
+            assert (resp.status_code, resp.content) == (200, b"fine")
+        assert sender._wire is False
+        assert server.bodies == [hashlib.sha256(b"abc").hexdigest()] * 2
+    finally:
+        http.close()
+        server.close()

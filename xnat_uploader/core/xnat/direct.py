@@ -251,7 +251,9 @@ class DirectSender:
         pool = self._connection_pool()
         data = body if length else None  # requests sends no body for an empty one (and never reads it)
         if self._wire and (data is None or isinstance(data, bytes | StreamBody)):
-            return self._send_on_wire(pool, method, target, data, send_headers, last_timeout[1])
+            host = self._host_line(pool)
+            if host is not None:
+                return self._send_on_wire(pool, host, method, target, data, send_headers, last_timeout[1])
         with requests_errors():
             raw = pool.urlopen(
                 method,
@@ -275,15 +277,26 @@ class DirectSender:
         resp._content_consumed = True
         return resp
 
+    def _host_line(self, pool: urllib3.HTTPConnectionPool) -> bytes | None:
+        """The pool's ``Host`` header line, built once by ``http.client``; ``None`` (and no lean exchange from
+        then on) if a future ``http.client`` no longer builds it the way :func:`wire.host_line` reads it."""
+        known = self._hosts.get(id(pool))
+        if known is not None and known[0] is pool:
+            return known[1]
+        try:
+            line = wire.host_line(pool)
+        except (AttributeError, TypeError, ValueError):
+            self._wire = False
+            return None
+        self._hosts[id(pool)] = (pool, line)
+        return line
+
     def _send_on_wire(
-        self, pool: urllib3.HTTPConnectionPool, method: str, target: str, data: bytes | StreamBody | None,
-        headers: dict[str, str], timeout: urllib3.Timeout,
+        self, pool: urllib3.HTTPConnectionPool, host: bytes, method: str, target: str,
+        data: bytes | StreamBody | None, headers: dict[str, str], timeout: urllib3.Timeout,
     ) -> requests.Response:  # fmt: skip
         """:meth:`send` through :mod:`.wire`: the same request and answer without ``http.client``'s per-request work."""
-        host = self._hosts.get(id(pool))
-        if host is None or host[0] is not pool:
-            host = self._hosts[id(pool)] = (pool, wire.host_line(pool))
-        head = wire.request_head(method, target, host[1], headers)
+        head = wire.request_head(method, target, host, headers)
         with requests_errors():
             reply = wire.exchange(pool, method, target, head, data, timeout, self._adapter.max_retries)
         resp = self._response(reply.status, reply.reason, reply.headers, target)
