@@ -59,6 +59,7 @@ from xnat_uploader.core.xnat.body import StreamBody
 _PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)*/?")
 _MAX_TARGETS = 256  # remembered request targets (the cache is emptied when full)
 _NO_BODY_METHODS = ("GET", "HEAD")  # requests sends no Content-Length for these when there is no body
+_POOL_METHODS = ("_get_conn", "_put_conn", "_validate_conn", "_raise_timeout")  # urllib3's, used by .wire
 
 
 def requests_error(exc: Exception, *, reading: bool = False) -> Exception:
@@ -166,7 +167,7 @@ class DirectSender:
         self._wire = (
             getattr(retries, "total", None) == 0
             and retries.read is False
-            and all(hasattr(urllib3.HTTPConnectionPool, name) for name in ("_get_conn", "_put_conn", "_validate_conn"))
+            and all(hasattr(urllib3.HTTPConnectionPool, name) for name in _POOL_METHODS)
         )
         self._hosts: dict[int, tuple[urllib3.HTTPConnectionPool, bytes]] = {}  # pool id -> (pool, Host line)
 
