@@ -190,9 +190,15 @@ def test_resend_missing_sends_the_short_series_again(qtbot, sandbox, make_contro
 
     panel.select_job(job)
     panel.actions["resend"].trigger()
-    qtbot.waitUntil(lambda: any("Re-sending 4 files of 1 series" in d for _, _, d in controller.store.history(job)))
-    qtbot.waitUntil(lambda: _state(controller, job) is JobState.DONE, timeout=20000)
-    assert _text(panel, job, COL_RESULT).startswith("verified: 2/2 series")
+
+    def done_after_resend() -> bool:
+        # The job is still DONE from the first run when the re-send is logged: wait for a "done" after it.
+        history = controller.store.history(job)
+        resent = [i for i, (_, _, detail) in enumerate(history) if "Re-sending 4 files of 1 series" in detail]
+        return bool(resent) and any(event == "done" for _, event, _ in history[resent[0] + 1 :])
+
+    qtbot.waitUntil(lambda: done_after_resend() and _state(controller, job) is JobState.DONE, timeout=20000)
+    qtbot.waitUntil(lambda: _text(panel, job, COL_RESULT).startswith("verified: 2/2 series"))
     counts = next(iter(sandbox.inventory().values()))["counts"]
     copies = {uid: sorted(set(c.values())) for uid, c in counts.items()}
     assert copies[short["series_uids"][0]] == [2]  # that series went again, the other did not

@@ -57,6 +57,31 @@ def test_runs_every_job_one_at_a_time_per_server(setup):
     assert len(server.inventory()) == 3
 
 
+def test_a_job_queued_again_the_moment_it_finished_is_not_reported_done(setup, monkeypatch):
+    """A re-send or retry may queue a job again as its run ends: the run's last report is the store's state."""
+    import xnat_uploader.core.queue.scheduler as scheduler_module
+
+    server, store, jobs, session_for, tmp_path = setup
+    real_run_job, requeued = scheduler_module.run_job, []
+
+    def run_then_requeue(store_, job_id, *args, **kwargs):
+        state = real_run_job(store_, job_id, *args, **kwargs)
+        if not requeued:  # once: as the GUI's "re-send missing" does right after a run
+            requeued.append(job_id)
+            store_.set_state(job_id, JobState.QUEUED, "Queued again.")
+        return state
+
+    monkeypatch.setattr(scheduler_module, "run_job", run_then_requeue)
+    seen = []
+    scheduler = Scheduler(store, session_for, tmp_path / "r", on_state=lambda j, s: seen.append((j, s)))
+    scheduler.start()
+    scheduler.wake()
+    _wait(lambda: all(store.job(j).state is JobState.DONE for j in jobs) and len(seen) >= 2 * len(jobs) + 2)
+    assert scheduler.shutdown()
+    first = [s for j, s in seen if j == requeued[0]]
+    assert first == [JobState.RUNNING, JobState.QUEUED, JobState.RUNNING, JobState.DONE]
+
+
 def test_pause_resume_cancel_retry(setup):
     server, store, jobs, session_for, tmp_path = setup
     scheduler = Scheduler(store, session_for, tmp_path / "r")

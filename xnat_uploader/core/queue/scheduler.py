@@ -8,6 +8,7 @@ per job; all of their effects are in the queue store, so they survive a restart 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -173,4 +174,8 @@ class Scheduler:
                 self._running.pop(job_id, None)
                 self._wake.notify_all()
             if self.on_state:
+                # The store's state, not this run's: the job may already be queued again (a retry or a
+                # re-send started the moment it finished), and a late "done" would show it as finished.
+                with contextlib.suppress(KeyError):
+                    state = self.store.job(job_id).state
                 self.on_state(job_id, state)
