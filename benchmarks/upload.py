@@ -29,8 +29,9 @@ back from its data folder) is compared with the corpus: "arrived" counts instanc
 byte-identical; missing, corrupt, duplicate copies and extra sessions are shown. Each client runs
 with its own empty TMPDIR and HOME; "temp left" is what remained in that TMPDIR afterwards.
 
-With ``ours-zip`` on loopback, each round also measures the floor: a bare interpreter that reads every file and
-computes its SHA-256 and CRC-32, the work no zip sender with a receipt can skip (``FLOOR_CODE``).
+With ``ours-zip`` and ``xnatctl`` on loopback, each round also measures the floor: a bare interpreter that
+reads every file and computes its SHA-256 and CRC-32, the work no zip sender with a receipt can skip
+(``FLOOR_CODE``).
 
 ``--slow-link`` runs the clients through ``benchmarks/slowlink.py``, a loopback TCP proxy adding a
 round trip and capping bandwidth (default 40 ms, 200 Mbit/s each way).
@@ -376,7 +377,7 @@ def table(name: str, c: Corpus, link: str, tools: list[str], args: argparse.Name
             runs[tool].append(res)
             state = res.error or "ok"
             print(f"  round {r + 1}: {tool:16} {res.usage.wall:7.2f} s  {state}", flush=True)
-        if link == "loopback" and "ours-zip" in tools:
+        if link == "loopback" and "ours-zip" in tools and "xnatctl" in tools:  # printed as a ratio to xnatctl
             floors.append(floor_cpu(c))
     rows: dict[str, dict] = {}
     for tool, results in runs.items():
@@ -450,8 +451,6 @@ def verdicts(
                   f"< 200), temp files left {len(zip_row['temp'])} ({mark(not zip_row['temp'])} 0), "
                   f"every file arrived: {complete}")  # fmt: skip
             if floor is not None:
-                # The CPU target is a ratio to a peer whose cost moves with the machine's state (its temp files
-                # cost sys time); the floor says what part of it no zip sender with a receipt can avoid.
                 print(f"  floor (read + SHA-256 + CRC-32 of every file, bare interpreter): {floor:.2f} s CPU = "
                       f"{floor / ref['cpu']:.2f}x xnatctl's; ours adds {zip_row['cpu'] - floor:.2f} s to it "
                       f"(scan, queue, zip, HTTP, verify, receipt, start-up)")  # fmt: skip
