@@ -331,13 +331,14 @@ def import_data(
             status=200,
             detail=" ".join(dict.fromkeys([*unassigned, *result.uris])),
         )
-    strays = tuple(dict.fromkeys(unassigned))
-    if strays:
+    if unassigned:
+        strays = tuple(dict.fromkeys(unassigned))
         log.info("An upload went to the Unassigned prearchive while signed out; it was sent again signed in")
         if on_stray is not None:
             on_stray(strays)
+        result = ImportResult(result.uris, strays)
     log.debug("Import (%s) accepted: %d URI(s)", ImportHandler(options.handler).value, len(result.uris))
-    return ImportResult(result.uris, strays)
+    return result
 
 
 def _unassigned(result: ImportResult) -> str | None:
