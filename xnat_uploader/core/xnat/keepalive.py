@@ -90,6 +90,8 @@ class KeepAlive:
                 return
             except E.XnatError as exc:
                 log.debug("Login check failed: %s", type(exc).__name__)
+            except RuntimeError:  # the session was closed under it (the job ended): nothing left to keep
+                return
 
     def __enter__(self) -> KeepAlive:
         return self.start()
