@@ -174,6 +174,27 @@ def test_unreachable_server_says_so(qtbot, bar):
     dialog.reject()
 
 
+def test_expired_password_says_so_in_plain_words(qtbot, bar, sandbox_factory, memory_keyring):
+    server = sandbox_factory(users={"alice": (PASSWORD, ["DEMO"])})
+    server.expire_password("alice")  # XNAT then answers the sign-in with its change-password page
+    dialog = bar.sign_in(ServerEntry(server.url, "alice"))
+    try_sign_in(qtbot, bar, PASSWORD, remember=True)
+    assert dialog.isVisible()
+    assert dialog.error_label.isVisible()
+    text = dialog.error_label.text()
+    assert (
+        f"The password of alice on {server.url} has expired; change it on the XNAT web site, then sign in here again."
+        in text
+    )
+    assert PASSWORD not in text
+    assert not bar.is_signed_in(server.url, "alice")
+    assert memory_keyring.entries == {}  # nothing remembered for a login that does not work
+    server.expire_password("alice", expired=False)  # changed on the web site: signing in works again
+    try_sign_in(qtbot, bar, PASSWORD)
+    assert dialog.result() == dialog.DialogCode.Accepted
+    assert bar.is_signed_in(server.url, "alice")
+
+
 def test_two_servers_signed_in_at_once(qtbot, bar, sandbox_factory):
     first, second = sandbox_factory(), sandbox_factory(users={"bob": (PASSWORD, ["DEMO"])})
     add_server(qtbot, bar, first.url, "admin")

@@ -14,6 +14,9 @@ reach on a server:
 * version: ``version="1.8.2"`` (buildInfo; 1.8.3 parameters are then ignored as by an old XNAT);
 * sessions: ``session_timeout=0.3`` (idle expiry, seconds), ``server.expire_sessions()``,
   ``max_sessions=N`` (XNAT's per-user cap), ``server.stats["logins"]`` (sessions created);
+* an open site: ``require_login=False`` (no live session -> the ``guest`` user, who reads projects added with
+  ``accessibility="public"`` only and writes nothing; its imports land in Unassigned);
+  ``server.expire_password("alice")`` (her next sign-in gets 302 to XNAT's change-password page);
 * faults: ``faults="http500_every=3,path=/data/services/import"`` or ``server.set_faults(...)`` /
   ``server.faults = None`` on a running server; syntax in :mod:`xnat_uploader.sandbox.faults`;
 * timers: ``auto_build_after=0.2, rebuild_tick=0.05`` (XNAT builds idle RECEIVING sessions after

@@ -31,8 +31,11 @@ def build_receipt(
     result: VerifyResult | None,
     started: float,
     resources: list[dict[str, Any]] | None = None,
+    strays: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any."""
+    """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any;
+    ``strays``: copies XNAT kept in the Unassigned prearchive while it ran the upload as guest (``core.strays``).
+    """
     sent = [f for f in files if f.state is FileState.SENT]
     spec = job.spec
     refused = (f for f in files if f.state is FileState.REJECTED)
@@ -86,6 +89,7 @@ def build_receipt(
         ],  # fmt: skip
         "rejected": rejected,
         **({"resources": resources} if resources is not None else {}),
+        **({"strays": strays} if strays else {}),
     }
 
 
@@ -109,6 +113,8 @@ def receipt_text(receipt: dict[str, Any]) -> str:
             lines.append(f"    [{mark}] scan {s['scan'] or '?':>6}  sent {s['sent']:>6}  on server {s['on_server']:>6}")
     for r in receipt["rejected"]:
         lines.append(f"  rejected     {r['path']}{'!' + r['member'] if r['member'] else ''}: {r['reason']}")
+    for s in receipt.get("strays") or ():
+        lines.append(f"  also sent to {s['uri']}  ({s['files']} file(s) while XNAT had signed the upload out)")
     for r in receipt.get("resources") or ():
         dups = f", {len(r['duplicates'])} already there (kept)" if r["duplicates"] else ""
         files = f", {r['files']} file(s)" if r.get("files") is not None else ""

@@ -21,8 +21,8 @@ from xnat_uploader.sandbox.store import PrearcSession, Store
 
 log = logging.getLogger(__name__)
 
-# Paths XNAT serves without login: the login page, and the form login xnatpy uses.
-PUBLIC = ("/app/template/Login.vm", "/favicon.ico", "/data/services/auth")
+# Paths XNAT serves without login: the login and change-password pages, and the form login xnatpy uses.
+PUBLIC = ("/app/template/Login.vm", "/app/template/XDATScreen_UpdateUser.vm", "/favicon.ico", "/data/services/auth")
 
 
 @dataclass
@@ -35,6 +35,9 @@ class Settings:
     build_seconds: float = 0.0  # how long an automatic build shows BUILDING (0: at once)
     default_importer: str = "DICOM-zip"  # uiDefaultCompressedUploaderImporter
     inbox_file_delay: float = 0.0  # seconds the inbox import spends on each file (to watch its status)
+    # XNAT's requireLogin site setting. False: an open site, where a request without a live session (an
+    # expired one included) runs as the guest account instead of getting 401.
+    require_login: bool = True
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -60,7 +63,7 @@ class App:
     def __init__(self, data_dir: Path, settings: Settings, faults: str | FaultSpec | None, session_timeout: float):
         self.store = Store(data_dir)
         self.settings = settings
-        self.auth = Auth(timeout=session_timeout)
+        self.auth = Auth(timeout=session_timeout, public=self.store.is_public)
         self.faults = FaultInjector(faults)
         self.auth.expire_after_uses = self.faults.spec.expire_after
         self.router = Router()
@@ -101,7 +104,7 @@ class App:
         try:
             self.faults.before(request)
             if request.path not in PUBLIC:
-                self.auth.authenticate(request)
+                self.auth.authenticate(request, require_login=self.settings.require_login)
             handler, groups = self.router.resolve(request.method, request.path)
             response = handler(request, **groups)
         except HttpError as err:

@@ -4,6 +4,13 @@ xnat-api.md section 2: Basic auth on any request, a ``JSESSIONID`` cookie after 
 (900 s by default), ``DELETE /data/JSESSION`` to log out. Missing or wrong credentials from a
 non-browser agent get 401 with ``WWW-Authenticate`` and a Tomcat page; a browser-like agent gets a
 302 to the login page instead. Passwords and session ids are never logged.
+
+On an open site (``requireLogin=false``, XNAT's ``UpdateSecurityFilterHandlerMethod`` then permits every
+URL) a request without a live session runs as the ``guest`` account, in a new server session as XNAT opens
+one (its expired-password filter calls ``getSession()``): guests read public projects only and may not
+write. A user whose password expired is redirected to the change-password page by XNAT's
+``XnatExpiredPasswordFilter``, whatever the User-Agent, when signing in; the filter remembers its verdict
+per server session, so a session that started before the password expired goes on working.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xnat_uploader.sandbox.httpd import HttpError, Request
@@ -22,11 +30,23 @@ from xnat_uploader.sandbox.httpd import HttpError, Request
 SITE_ID = "XNAT"
 LOGIN_FAILED = "Login attempt failed. Please try again."  # AdminUtils.GetLoginFailureMessage() default
 _BROWSER_UA = re.compile(r".*(Mozilla|MSIE|AppleWebKit|Opera).*")
+GUEST = "guest"
+CHANGE_PASSWORD_PAGE = "/app/template/XDATScreen_UpdateUser.vm"  # SecurityConfig.expiredPasswordFilter
+# Paths the expired-password filter lets through (login, logout, the change-password page and its action).
+_PASSWORD_FREE = (
+    CHANGE_PASSWORD_PAGE, "/app/action/ModifyPassword", "/app/action/LogoutUser", "/app/template/Login.vm",
+)  # fmt: skip
+
+
+def _nothing_public(project: str) -> bool:
+    return False
 
 
 @dataclass
 class User:
-    """A sandbox account. ``projects`` lists what a non-admin may edit; admins see everything."""
+    """A sandbox account. ``projects`` lists what a non-admin may edit; admins see everything; everyone may
+    read public projects (``public`` tells which). The guest edits nothing. ``password_expired``: signing in
+    leads to the change-password page."""
 
     login: str
     password: str = field(repr=False)
@@ -35,12 +55,15 @@ class User:
     first_name: str = ""
     last_name: str = ""
     email: str = ""
+    guest: bool = False
+    password_expired: bool = False
+    public: Callable[[str], bool] = field(default=_nothing_public, repr=False, compare=False)
 
     def can_edit(self, project: str) -> bool:
-        return self.admin or project in self.projects
+        return not self.guest and (self.admin or project in self.projects)
 
     def can_read(self, project: str) -> bool:
-        return self.can_edit(project)
+        return self.can_edit(project) or self.public(project)
 
     @property
     def all_data_access(self) -> bool:
@@ -56,6 +79,7 @@ class HttpSession:
     last_access: float
     uses: int = 0
     csrf: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    password_expired: bool = False  # XnatExpiredPasswordFilter's verdict, kept for the session's life
 
 
 def interactive_agent(user_agent: str) -> bool:
@@ -66,8 +90,10 @@ def interactive_agent(user_agent: str) -> bool:
 class Auth:
     """Accounts and live sessions. ``timeout`` is the idle expiry in seconds."""
 
-    def __init__(self, timeout: float = 900.0):
+    def __init__(self, timeout: float = 900.0, public: Callable[[str], bool] = _nothing_public):
         self.timeout = timeout
+        self.public = public  # which projects anyone may read
+        self.guest = User(GUEST, "", guest=True, public=public)  # not in ``users``: nobody signs in as guest
         self.users: dict[str, User] = {}
         self._sessions: dict[str, HttpSession] = {}
         self._lock = threading.Lock()
@@ -77,7 +103,7 @@ class Auth:
 
     # -- accounts -----------------------------------------------------------------------------
     def add_user(self, login: str, password: str, *, admin: bool = False, projects: set[str] | None = None) -> User:
-        user = User(login, password, admin=admin, projects=set(projects or ()))
+        user = User(login, password, admin=admin, projects=set(projects or ()), public=self.public)
         self.users[login] = user
         return user
 
@@ -92,10 +118,11 @@ class Auth:
     # -- sessions -----------------------------------------------------------------------------
     def new_session(self, user: User) -> HttpSession:
         now = time.monotonic()
-        session = HttpSession(secrets.token_hex(16).upper(), user, now, now)
+        session = HttpSession(secrets.token_hex(16).upper(), user, now, now, password_expired=user.password_expired)
         with self._lock:
             self._sessions[session.id] = session
-            self.logins += 1
+            if not user.guest:
+                self.logins += 1
         return session
 
     def lookup(self, session_id: str | None) -> HttpSession | None:
@@ -133,8 +160,11 @@ class Auth:
             return sum(1 for s in self._sessions.values() if now - s.last_access <= self.timeout)
 
     # -- the security filter ------------------------------------------------------------------
-    def authenticate(self, request: Request) -> None:
-        """Set ``request.user`` (and the session) or raise the 401/302 XNAT would answer."""
+    def authenticate(self, request: Request, *, require_login: bool = True) -> None:
+        """Set ``request.user`` (and the session) or raise the 401/302 XNAT would answer.
+
+        ``require_login=False`` (an open site): without a live session the request runs as the guest.
+        """
         cookie_id = request.cookie("JSESSIONID")
         session = self.lookup(cookie_id)
         basic = _basic_credentials(request.headers.get("Authorization"))
@@ -150,6 +180,9 @@ class Auth:
             request.new_cookie = session.id
         elif session is not None and request.method in ("POST", "PUT", "DELETE"):
             self._check_csrf(request, session)
+        if session is None and not require_login:
+            session = self.new_session(self.guest)  # XNAT opens a server session for every such request
+            request.new_cookie = session.id
         if session is None:
             # XnatAuthenticationEntryPoint: 401 + challenge only for data paths from non-interactive
             # agents; everything else is redirected to the login page.
@@ -159,6 +192,11 @@ class Auth:
             raise HttpError(
                 401, "Full authentication is required to access this resource", page="tomcat", headers=self._challenge()
             )
+        if session.password_expired and not request.path.endswith(_PASSWORD_FREE):
+            # XnatExpiredPasswordFilter: sendRedirect to the full server path, not through the agent-aware
+            # redirect strategy, so every client gets it.
+            host = request.headers.get("Host") or "localhost"
+            raise HttpError(302, "", page="text", headers={"Location": f"http://{host}{CHANGE_PASSWORD_PAGE}"})
         request.user = session.user
         request.session_id = session.id
 

@@ -16,7 +16,8 @@ A fault spec is a comma-separated list of ``key=value`` items (``--faults`` on t
     Every counted response is delayed by S seconds (a float).
 ``expire_after=N``
     A JSESSION id stops working after N authenticated requests made with it (then 401, as after
-    XNAT's idle timeout); a fresh login gets a fresh allowance.
+    XNAT's idle timeout; on an open site, ``require_login=False``, the request runs as guest instead);
+    a fresh login gets a fresh allowance.
 ``path=PREFIX``
     Only requests whose path starts with PREFIX are counted and faulted (e.g.
     ``path=/data/services/import``). Without it every request counts.

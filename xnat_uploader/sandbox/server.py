@@ -43,6 +43,8 @@ class SandboxServer:
     With a ``data_dir`` of the caller's, the metadata is saved to ``state.json`` on :meth:`stop` and
     restored by the next server on that folder (``persist=False`` turns this off). ``dicom_port``
     (0: any free port) also runs XNAT's DICOM C-STORE receiver with AE title ``ae_title``.
+    ``require_login=False`` makes an open site: requests without a live session (an expired one too) run as
+    the guest account, who reads only projects added with ``accessibility="public"`` and writes nothing.
     """
 
     def __init__(
@@ -64,12 +66,15 @@ class SandboxServer:
         persist: bool = True,
         dicom_port: int | None = None,
         ae_title: str = "XNAT",
+        require_login: bool = True,
     ):
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="xnat-sandbox-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host, self.port = host, port
-        settings = Settings(version=version, auto_build_after=auto_build_after, rebuild_tick=rebuild_tick)
+        settings = Settings(
+            version=version, auto_build_after=auto_build_after, rebuild_tick=rebuild_tick, require_login=require_login
+        )
         self.app = App(self.data_dir, settings, faults, session_timeout)
         # A folder of our own (not a temporary one) keeps its metadata across restarts: state.json.
         self._persist = persist and not self._owns_dir
@@ -99,14 +104,19 @@ class SandboxServer:
         prearchive_code: int = 0,
         aliases: Iterable[str] = (),
         description: str = "",
+        accessibility: str = "private",
     ) -> None:
-        """Create a project (``prearchive_code`` 0 manual, 4 auto-archive, 5 auto-archive overwrite)."""
+        """Create a project (``prearchive_code`` 0 manual, 4 auto-archive, 5 auto-archive overwrite;
+        ``accessibility`` "private" as XNAT's default, "protected", or "public": readable by everyone)."""
+        if accessibility not in ("private", "protected", "public"):
+            raise ValueError(f"accessibility must be private, protected or public, not {accessibility!r}")
         self.app.store.add_project(
             project_id,
             name=name or project_id,
             prearchive_code=prearchive_code,
             aliases=list(aliases),
             description=description,
+            accessibility=accessibility,
         )
 
     def add_user(self, login: str, password: str, *, projects: Iterable[str] = (), admin: bool = False) -> User:
@@ -132,6 +142,14 @@ class SandboxServer:
     @faults.setter
     def faults(self, spec: str | FaultSpec | None) -> None:
         self.app.set_faults(spec)
+
+    def expire_password(self, login: str, expired: bool = True) -> None:
+        """Let ``login``'s password expire: signing in then answers 302 to XNAT's change-password page.
+
+        As in XNAT, a server session that was already open goes on working (the filter decides once per
+        session); the redirect comes at the next sign-in, e.g. after :meth:`expire_sessions`.
+        """
+        self.app.auth.users[login].password_expired = expired
 
     def expire_sessions(self) -> int:
         """Invalidate every live JSESSIONID now (the next request with one gets 401); returns how many."""

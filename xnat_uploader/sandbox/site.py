@@ -28,6 +28,10 @@ def register(router: Router, app: App) -> None:
         page = '<!DOCTYPE html><html><body><form name="form1" method="post" action="/xnat/login"></form></body></html>'
         return Response.text(page, content_type="text/html")
 
+    def change_password_page(request: Request) -> Response:
+        page = '<!DOCTYPE html><html><body><h2>Your password has expired</h2><form name="form1"></form></body></html>'
+        return Response.text(page, content_type="text/html")
+
     def jsession(request: Request) -> Response:
         if request.method == "DELETE":
             app.auth.invalidate(request.session_id)
@@ -88,7 +92,14 @@ def register(router: Router, app: App) -> None:
             }
         )
 
+    def signed_in_only(request: Request) -> None:
+        """XAPI calls at the Authenticated or User level turn the guest away with 401 even on an open site
+        (AbstractXapiAuthorization.check, XapiRequestMappingAspect)."""
+        if request.user.guest:
+            raise HttpError(401, "", page="text", headers={"WWW-Authenticate": 'Basic realm="XNAT"'})
+
     def users_me(request: Request, login: str | None = None) -> Response:
+        signed_in_only(request)
         login = login or request.user.login
         user = app.auth.users.get(login)
         if user is None:
@@ -108,6 +119,7 @@ def register(router: Router, app: App) -> None:
         )
 
     def username(request: Request) -> Response:
+        signed_in_only(request)
         return Response.text(request.user.login)
 
     def dicomscp(request: Request) -> Response:
@@ -172,6 +184,7 @@ def register(router: Router, app: App) -> None:
     router.add("GET", r"/xapi/schemas(?:/(?P<name>[^/]+))?", schemas)
     router.add("GET", r"/", root)
     router.add("GET POST", r"/app/template/Login\.vm", login_page)
+    router.add("GET", r"/app/template/XDATScreen_UpdateUser\.vm", change_password_page)
     router.add("GET POST DELETE", r"/(?:data|REST)/JSESSION", jsession)
     router.add("PUT POST", r"/data/services/auth", services_auth)
     router.add("GET", r"/(?:data|REST)/auth", whoami)

@@ -151,6 +151,7 @@ class Project:
     aliases: list[str] = field(default_factory=list)
     insert_date: str = field(default_factory=now_sql)
     resources: dict[str, Resource] = field(default_factory=dict)
+    accessibility: str = "private"  # "public": anyone (guests on an open site too) may read it
 
 
 @dataclass
@@ -308,6 +309,11 @@ class Store:
             (self.data_dir / "archive" / project_id / "arc001").mkdir(parents=True, exist_ok=True)
             (self.data_dir / "inbox" / project_id).mkdir(parents=True, exist_ok=True)
             return project
+
+    def is_public(self, project_id: str) -> bool:
+        """Whether anyone may read the project (its accessibility is "public")."""
+        project = self.projects.get(project_id)
+        return project is not None and project.accessibility == "public"
 
     def find_project(self, id_or_alias: str | None) -> Project | None:
         """By ID or alias, case-insensitively as XNAT's lookup does."""

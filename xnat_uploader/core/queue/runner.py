@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xnat_uploader.core import strays
 from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
@@ -28,10 +29,11 @@ from xnat_uploader.core.transfer.gradual import GradualTransport
 from xnat_uploader.core.verify import VerifyResult, verify
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.importer import trigger_direct_archive
+from xnat_uploader.core.xnat.keepalive import KeepAlive
 from xnat_uploader.core.xnat.listing import list_prearchive
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef
 from xnat_uploader.core.xnat.prearchive import commit
-from xnat_uploader.core.xnat.server_info import ServerInfo, get_server_info
+from xnat_uploader.core.xnat.server_info import ServerInfo
 
 if TYPE_CHECKING:
     from xnat_uploader.core.xnat.session import XnatSession
@@ -102,14 +104,17 @@ def run_job(
         retry=retry or RetryPolicy(),
     )
     started = time.time()
-    heartbeat = _Heartbeat(session, control.cancel_event) if session is not None else None
+    keepalive = KeepAlive(session, cancel=control.cancel_event).start() if session is not None else None
     try:
         result = _run(ctx, transport)
         note, resources = "", None
         if (result is None or result.ok) and job.spec.options.get(OPT_RESOURCES):  # the job's non-DICOM items
             meter.set_phase("attaching")
             note, resources = attach_for_job(store, session, job_id, cancel=control.cancel_event)
-        receipt = build_receipt(store.job(job_id), store.files(job_id), result, started, resources=resources)
+        unassigned = strays.listed(store, job_id)  # copies XNAT kept while it ran us as guest
+        receipt = build_receipt(
+            store.job(job_id), store.files(job_id), result, started, resources=resources, strays=unassigned
+        )
         path = write_receipt(receipts_dir, receipt)
         store.set_receipt(job_id, str(path))
         if result is not None and not result.ok:
@@ -119,7 +124,7 @@ def run_job(
             )  # fmt: skip
             return JobState.FAILED
         done = result.summary() if result else _unverified(store, job_id)
-        done = f"{done}; {note}" if note else done
+        done = "; ".join(part for part in (done, note, strays.note(unassigned)) if part)
         store.set_state(job_id, JobState.DONE, done)
         meter.set_phase("done", done)
         return JobState.DONE
@@ -139,32 +144,9 @@ def run_job(
         )  # fmt: skip
         return JobState.FAILED
     finally:
-        if heartbeat is not None:
-            heartbeat.stop()
+        if keepalive is not None:
+            keepalive.stop()
         meter.finish()
-
-
-class _Heartbeat:
-    """Touch the server every minute during a job, so the XNAT session does not idle out (xnat-api.md 2.4).
-
-    Uploads keep it busy anyway; this matters while a large batch is built or a commit takes long.
-    """
-
-    def __init__(self, session: XnatSession, cancel: threading.Event, interval: float = 60.0) -> None:
-        self._stop = threading.Event()
-        self._session, self._cancel, self._interval = session, cancel, interval
-        self._thread = threading.Thread(target=self._run, name="xnat-heartbeat", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval) and not self._cancel.is_set():
-            try:
-                get_server_info(self._session)
-            except E.XnatError as exc:  # the job itself will see and report real trouble
-                log.debug("Heartbeat failed: %s", type(exc).__name__)
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
+from xnat_uploader.core import strays
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow, JobRow, QueueStore
 from xnat_uploader.core.xnat.errors import XnatError
@@ -264,6 +265,15 @@ def run_parallel(fn: Callable[[Item], T], items: Sequence[Item], workers: int, s
     if next(pending, None) is not None:
         raise Cancelled()
     return results
+
+
+StrayFn = Callable[[tuple[str, ...]], None]
+
+
+def stray_recorder(ctx: TransferContext, files: int) -> StrayFn:
+    """``import_data(on_stray=...)`` for a request of ``files`` files: copies XNAT kept in the Unassigned
+    prearchive while it ran the session as guest go into the job's history (and so into its receipt)."""
+    return lambda uris: strays.record(ctx.store, ctx.job.id, uris, files)
 
 
 def uploader_options(ctx: TransferContext, handler: ImportHandler) -> ImportOptions:

@@ -22,9 +22,11 @@ from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.transfer.base import (
     AnyEvent,
     SendResult,
+    StrayFn,
     TransferContext,
     open_source,
     run_parallel,
+    stray_recorder,
     uploader_options,
 )
 from xnat_uploader.core.transfer.zipstream import CHUNK, ZipMember, ZipStream
@@ -163,10 +165,12 @@ class DicomZipTransport:
             if stop.is_set():
                 raise Cancelled()
             try:
+                on_stray = stray_recorder(ctx, len(batch))
                 if settings.prebuild:
-                    result = self._send_prebuilt(ctx, make_stream(), options)
+                    result = self._send_prebuilt(ctx, make_stream(), options, on_stray)
                 else:
-                    result = import_data(ctx.session, StreamBody(make_stream, length), options, server=ctx.server)
+                    body = StreamBody(make_stream, length)
+                    result = import_data(ctx.session, body, options, server=ctx.server, on_stray=on_stray)
             except BaseException:
                 ctx.meter.undo_bytes(sent_bytes[0])  # these bytes will be sent again (or never)
                 sent_bytes[0] = 0
@@ -187,7 +191,9 @@ class DicomZipTransport:
             ctx.meter.set_phase("sending")
         return uri
 
-    def _send_prebuilt(self, ctx: TransferContext, stream: ZipStream, options: ImportOptions) -> ImportResult:
+    def _send_prebuilt(
+        self, ctx: TransferContext, stream: ZipStream, options: ImportOptions, on_stray: StrayFn
+    ) -> ImportResult:
         """Write the archive to a temp file, then send that file; the file is removed whatever happens."""
         report, stream.on_bytes = stream.on_bytes, None  # progress follows the upload, not the writing
         fd, name = tempfile.mkstemp(prefix="xnat-uploader-", suffix=".zip")
@@ -206,7 +212,7 @@ class DicomZipTransport:
                         if report is not None:
                             report(len(block))
 
-            return import_data(ctx.session, StreamBody(chunks, size), options, server=ctx.server)
+            return import_data(ctx.session, StreamBody(chunks, size), options, server=ctx.server, on_stray=on_stray)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(name)

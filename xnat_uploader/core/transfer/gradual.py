@@ -21,6 +21,7 @@ from xnat_uploader.core.transfer.base import (
     TransferContext,
     open_source,
     run_parallel,
+    stray_recorder,
     uploader_options,
 )
 from xnat_uploader.core.xnat import errors as E
@@ -64,7 +65,7 @@ class GradualTransport:
         def attempt() -> str:
             if stop.is_set():
                 raise Cancelled()
-            result = import_data(ctx.session, data, options, server=ctx.server)
+            result = import_data(ctx.session, data, options, server=ctx.server, on_stray=stray_recorder(ctx, 1))
             if result.uri is None:
                 raise E.UnexpectedResponseError(
                     "XNAT accepted a file but kept none of it.",

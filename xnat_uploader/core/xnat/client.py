@@ -69,11 +69,10 @@ class XnatClient:
                 self._info = get_server_info(self.session)
             return self._info
 
-    def keepalive(self) -> None:
-        """Touch the server session so a long upload does not hit the idle time-out (NRG's client pings
-        buildInfo every minute, xnat-api.md 2.4)."""
-        with self.session.request("GET", "/xapi/siteConfig/buildInfo", action="keeping the session alive"):
-            pass
+    def keepalive(self) -> bool:
+        """Touch the server session so it does not idle out, and sign in again if XNAT answers it as guest
+        (open sites, :mod:`.keepalive`). True if it had to sign in again."""
+        return self.session.ensure_signed_in()
 
     def trigger_direct_archive(self, uri: str) -> None:
         """Archive a Direct-Archive session now instead of waiting for XNAT's background task (1.8.4+)."""

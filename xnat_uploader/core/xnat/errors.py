@@ -81,6 +81,11 @@ class AuthenticationError(XnatError):
     """Wrong user name or password (or the account is locked/disabled)."""
 
 
+class PasswordExpiredError(AuthenticationError):
+    """XNAT signs the user in only to send them to its change-password page: the password expired (or must be
+    changed). Nothing works until it is changed on the web site; retrying never helps."""
+
+
 class SessionExpiredError(XnatError):
     """The login session ended and could not be renewed for this request (e.g. a streamed body)."""
 
@@ -162,6 +167,55 @@ class ProgressUnavailableError(NotFoundError):
 
 class StillRunningError(XnatError):
     """A background job on the server did not end within the time the client was told to wait."""
+
+
+# --- sign-in problems XNAT answers with a redirect -------------------------------------------------------
+
+# Where XNAT's expired-password filter sends a user (SecurityConfig.expiredPasswordFilter): the change-password
+# screen, or the inactive-account screen for an account disabled after a long time without use.
+CHANGE_PASSWORD_PAGE = "/app/template/XDATScreen_UpdateUser.vm"
+INACTIVE_ACCOUNT_PAGE = "/app/template/InactiveAccount.vm"
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def sign_in_problem(status: int, location: str, body: str, *, user: str, server: str) -> XnatError | None:
+    """The error for an answer that means "this login cannot work until the user acts on the web site".
+
+    XnatExpiredPasswordFilter answers a login (or any request) of a user whose password expired with a
+    redirect to the change-password page, whatever the User-Agent; in some paths with 403 "Your password has
+    expired". ``location`` is the answer's Location header. ``None`` for any other answer. Pure; any thread.
+    """
+    if status in _REDIRECTS:
+        path = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+        if path.endswith(CHANGE_PASSWORD_PAGE):
+            return password_expired(user, server, status)
+        if path.endswith(INACTIVE_ACCOUNT_PAGE):
+            return AuthenticationError(
+                f"The account {user} on {server} was disabled after a long time without use.",
+                "Sign in on the XNAT web site to reactivate it (or ask the administrator), then sign in here again.",
+                status=status,
+            )
+        return None
+    if status == 403:
+        low = extract_message(body).lower()
+        if "password has expired" in low:
+            return password_expired(user, server, status)
+        if "security token has expired" in low:
+            return AuthenticationError(
+                f"The access token used to sign in to {server} has expired or is not valid.",
+                "Create a new token on the XNAT web site, then sign in here again with it.",
+                status=status,
+            )
+    return None
+
+
+def password_expired(user: str, server: str, status: int | None = None) -> PasswordExpiredError:
+    """The plain message for an expired (or must-change) password."""
+    return PasswordExpiredError(
+        f"The password of {user} on {server} has expired; change it on the XNAT web site, then sign in here again.",
+        "Uploads stopped by it continue where they stopped when you press Retry after signing in.",
+        status=status,
+    )
 
 
 # --- message extraction -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,8 @@ from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, parse_uri_
 from xnat_uploader.core.xnat.server_info import DIRECT_ARCHIVE_MIN, IGNORE_UNPARSABLE_MIN, ServerInfo
 
 if TYPE_CHECKING:
+    import requests
+
     from xnat_uploader.core.xnat.session import XnatSession
 
 log = logging.getLogger(__name__)
@@ -222,9 +225,15 @@ class ImportOptions:
 @dataclass(frozen=True)
 class ImportResult:
     """What the importer answered: zero or more URIs (``/data/prearchive/...``, ``/data/archive/...``,
-    ``/xapi/direct-archive/...``, or an inbox job ``/xapi/dicom/<id>``)."""
+    ``/xapi/direct-archive/...``, or an inbox job ``/xapi/dicom/<id>``).
+
+    ``strays``: where an earlier send of the same body landed while XNAT ran the session as guest (the
+    Unassigned prearchive; the body was sent again after signing in). That copy stays on the server until
+    someone deletes it: the caller reports it, it is never deleted silently.
+    """
 
     uris: tuple[str, ...]
+    strays: tuple[str, ...] = ()
 
     @property
     def uri(self) -> str | None:
@@ -263,6 +272,7 @@ def import_data(
     *,
     server: ServerInfo | None = None,
     timeout: tuple[float, float] | None = None,
+    on_stray: Callable[[tuple[str, ...]], None] | None = None,
 ) -> ImportResult:
     """Send one upload to the import service and return the URIs it answers with.
 
@@ -271,9 +281,11 @@ def import_data(
     ``Content-Length`` is always sent, chunked uploads are refused by XNAT). With ``server`` the options are
     checked against its version first (:class:`ServerTooOldError`).
 
-    When a project was asked for and XNAT still put the data in Unassigned, the project was unknown or not
-    writable (XNAT does not fail then, xnat-api.md 11.3): :class:`ProjectAccessError` is raised; the data
-    sits in the Unassigned prearchive, named in the error's ``detail``.
+    When a project was asked for and XNAT put the data in Unassigned, either the session had become guest
+    (an open site after the session expired): then it signs in again, sends the body again and names the
+    first copy in ``strays``; or the project is unknown or not writable (XNAT does not fail then,
+    xnat-api.md 11.3): :class:`ProjectAccessError` is raised, the Unassigned session named in its ``detail``.
+    ``on_stray`` is called with the strays whenever there are some, also when sending again failed.
     """
     options.validate(server, has_body=body is not None)
     headers = {}
@@ -281,36 +293,60 @@ def import_data(
     if content_type:
         headers["Content-Type"] = content_type
     action = f"uploading ({ImportHandler(options.handler).value})"
-    with session.request(
-        "POST",
-        "/data/services/import",
-        params=options.params(),
-        body=body,
-        headers=headers,
-        expect=(200,),
-        action=action,
-        project=options.project,
-        retries=0,
-        timeout=timeout,
-    ) as resp:
-        result = ImportResult(tuple(parse_uri_list(resp.content)))
-    _check_routing(options, result)
-    log.debug("Import (%s) accepted: %d URI(s)", ImportHandler(options.handler).value, len(result.uris))
-    return result
+    unassigned: list[str] = []
 
+    def landed_unassigned(resp: requests.Response) -> bool:
+        """What a guest's import looks like: the project was not resolved, the data went to Unassigned."""
+        if not options.project or b"nassigned" not in resp.content:
+            return False
+        uri = _unassigned(ImportResult(tuple(parse_uri_list(resp.content))))
+        if uri is not None:
+            unassigned.append(uri)
+        return uri is not None
 
-def _check_routing(options: ImportOptions, result: ImportResult) -> None:
-    if not options.project or not result.uris:
-        return
-    landed = project_of_uri(result.uris[0])
-    if landed is not None and landed.lower() == "unassigned":
+    try:
+        with session.request(
+            "POST",
+            "/data/services/import",
+            params=options.params(),
+            body=body,
+            headers=headers,
+            expect=(200,),
+            action=action,
+            project=options.project,
+            retries=0,
+            timeout=timeout,
+            signed_out=landed_unassigned,
+        ) as resp:
+            result = ImportResult(tuple(parse_uri_list(resp.content)))
+    except BaseException:
+        if unassigned and on_stray is not None:  # a copy went to Unassigned before sending again failed
+            on_stray(tuple(dict.fromkeys(unassigned)))
+        raise
+    if options.project and _unassigned(result) is not None:
         raise E.ProjectAccessError(
             f"XNAT did not accept project '{options.project}' and put the data in the Unassigned prearchive.",
             "Check the project ID (not its title) and that you may add data to it; then move or delete the "
             "session in the prearchive.",
             status=200,
-            detail=result.uris[0],
+            detail=" ".join(dict.fromkeys([*unassigned, *result.uris])),
         )
+    if unassigned:
+        strays = tuple(dict.fromkeys(unassigned))
+        log.info("An upload went to the Unassigned prearchive while signed out; it was sent again signed in")
+        if on_stray is not None:
+            on_stray(strays)
+        result = ImportResult(result.uris, strays)
+    log.debug("Import (%s) accepted: %d URI(s)", ImportHandler(options.handler).value, len(result.uris))
+    return result
+
+
+def _unassigned(result: ImportResult) -> str | None:
+    """The answer's URI when XNAT put the data into the Unassigned prearchive, else ``None``."""
+    if not result.uris:
+        return None
+    landed = project_of_uri(result.uris[0])
+    return result.uris[0] if landed is not None and landed.lower() == "unassigned" else None
 
 
 def trigger_direct_archive(session: XnatSession, uri: str) -> None:

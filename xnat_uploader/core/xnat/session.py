@@ -6,6 +6,12 @@ XNAT does not create a new server session per request (xnat-api.md 2.4). When th
 session expired), the first thread to notice logs in again; the others wait for it and reuse the new cookie
 (a lock plus a generation counter), then each retries its request once.
 
+On a site with ``requireLogin=false`` an ended session is not answered with 401 but served as XNAT's guest
+(:mod:`.whoami`): an import lands in Unassigned, a write gets 403, a listing comes back short. Such an answer
+(or one that opens a new server session) makes the session ask XNAT who it is; if the answer is "guest", it
+signs in again through the same shared path as after a 401 and sends the request again. An expired password
+(XNAT's redirect to its change-password page) is a :class:`PasswordExpiredError`, at login and on any answer.
+
 The cookie is set explicitly on each request rather than kept in ``requests``' cookie jar: the jar would also
 store whatever ``Set-Cookie`` the server sends back, and two threads could then disagree about which session
 id is current.
@@ -22,7 +28,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -40,6 +46,7 @@ from xnat_uploader.core.xnat.transport import (
     redact_path,
     transport_error,
 )
+from xnat_uploader.core.xnat.whoami import WHO_AM_I, WHO_AM_I_OLD, idle_timeout, other_session_cookie, user_in_answer
 
 __all__ = [
     "USER_AGENT", "Body", "ConnectionOptions", "StreamBody", "XnatSession", "normalize_url", "redact_path",
@@ -49,6 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SIGN_IN_ANSWERS = frozenset({301, 302, 303, 307, 308, 403})  # where an expired password can show
 _SESSION_ID = re.compile(r"[A-Za-z0-9._\-]{8,256}")
 
 
@@ -112,6 +120,9 @@ class XnatSession:
         self._jsession: str | None = None
         self._generation = 0
         self._logins = 0
+        self._refused: E.XnatError | None = None  # the last automatic login's refusal: not tried again
+        self._cookie_hint = True  # False once a new-session cookie turned out not to mean "signed out"
+        self.idle_timeout: float | None = None  # the server's session time-out, when it says (seconds)
         self._closed = False
 
     # --- representation -------------------------------------------------------------------------------
@@ -142,6 +153,7 @@ class XnatSession:
     def login(self) -> None:
         """Log in now (``POST /data/JSESSION`` with Basic auth). Thread-safe; raises :class:`XnatError`."""
         with self._login_lock:
+            self._refused = None
             self._login_locked()
 
     def _login_locked(self) -> None:
@@ -157,13 +169,17 @@ class XnatSession:
         except requests.RequestException as exc:
             raise transport_error(exc, self.options, "signing in") from None
         with resp:
-            if resp.status_code == 401:
-                raise E.AuthenticationError(
+            problem = self._sign_in_problem(resp)
+            if problem is None and resp.status_code == 401:
+                problem = E.AuthenticationError(
                     "XNAT did not accept the user name or password.",
                     "Check them, and sign in on the XNAT web page to see whether the account is locked or expired.",
                     status=401,
                     detail=E.extract_message(resp.text),
                 )
+            if problem is not None:
+                self._refused = problem
+                raise problem
             if resp.status_code == 404:
                 raise E.UnexpectedResponseError(
                     "This address does not look like an XNAT server (no /data/JSESSION).",
@@ -173,6 +189,7 @@ class XnatSession:
             if resp.status_code != 200:
                 raise E.error_for_response(resp, action="signing in")
             text = resp.text.strip()
+            server_timeout = idle_timeout(resp.headers.get("Set-Cookie"))
         if "<html" in text.lower() or not _SESSION_ID.fullmatch(text):
             # A 200 carrying a page is a login portal or proxy, not a session id (xnat-api.md 11.12).
             raise E.UnexpectedResponseError(
@@ -184,6 +201,7 @@ class XnatSession:
             self._jsession = text
             self._generation += 1
             self._logins += 1
+            self.idle_timeout = server_timeout or self.idle_timeout
         log.info("Signed in to %s as %s", self.base_url, self.user)
 
     def _current(self) -> tuple[int, str | None]:
@@ -196,7 +214,77 @@ class XnatSession:
             generation, jsession = self._current()
             if generation != seen_generation and jsession is not None:
                 return  # another thread renewed while this one waited for the lock: use its session
+            self._raise_refused()
             self._login_locked()
+
+    def _raise_refused(self) -> None:
+        """Once XNAT refused an automatic login, the other threads get the same answer without asking again:
+        every wrong-password attempt counts towards XNAT's account lock-out."""
+        refused = self._refused
+        if refused is not None:
+            raise type(refused)(refused.message, refused.hint, status=refused.status, detail=refused.detail)
+
+    def _sign_in_problem(self, resp: requests.Response) -> E.XnatError | None:
+        """An expired password (or disabled account) in any answer: XNAT's redirect to its change page, or 403."""
+        if resp.status_code not in _SIGN_IN_ANSWERS:
+            return None
+        body = resp.text if resp.status_code == 403 else ""
+        location = resp.headers.get("Location") or ""
+        return E.sign_in_problem(resp.status_code, location, body, user=self.user, server=self.base_url)
+
+    # --- who XNAT thinks we are -----------------------------------------------------------------------
+
+    def whoami(self) -> str | None:
+        """The user XNAT runs this session's requests as; ``None`` when it answers as guest (signed out).
+
+        Asks with the current session, without signing in. Thread-safe; raises :class:`XnatError`.
+        """
+        return self._ask_who(self._current()[1])
+
+    def ensure_signed_in(self) -> bool:
+        """Ask XNAT who this session is and sign in again if it is guest or gone. True if it signed in again.
+
+        Cheap (one small GET) and it keeps the server session from idling out. Thread-safe; the login is shared
+        with every thread, as after a 401. Raises :class:`XnatError` (:class:`PasswordExpiredError`...).
+        """
+        generation, jsession = self._current()
+        if jsession is None:
+            self._renew(generation)
+            return True
+        return self._recover(generation)
+
+    def _ask_who(self, jsession: str | None) -> str | None:
+        for path in (WHO_AM_I, WHO_AM_I_OLD):
+            resp = self._send("GET", path, None, prepare_body(None), None, None, jsession, "checking the sign-in", None)
+            with resp:
+                problem = self._sign_in_problem(resp)
+                if problem is not None:
+                    raise problem
+                if resp.status_code == 404 and path == WHO_AM_I:
+                    continue  # an XNAT without the XAPI call: ask the old way
+                if resp.status_code == 401:
+                    return None
+                if resp.status_code != 200:
+                    raise E.error_for_response(resp, action="checking the sign-in")
+                return user_in_answer(path, resp.text)
+        raise AssertionError("unreachable")
+
+    def _recover(self, seen_generation: int) -> bool:
+        """After an answer that looks like guest's: sign in again if XNAT really runs us as guest now.
+
+        True when the request should be sent again with a fresh session (this thread signed in again, or
+        another one did since ``seen_generation``); False when the session is signed in (the answer stands).
+        """
+        with self._login_lock:
+            generation, jsession = self._current()
+            if generation != seen_generation and jsession is not None:
+                return True
+            if jsession is not None and self._ask_who(jsession) is not None:
+                return False
+            log.info("XNAT at %s answers this session as guest now; signing in again", self.base_url)
+            self._raise_refused()
+            self._login_locked()
+            return True
 
     def logout(self) -> None:
         """End the server session (``DELETE /data/JSESSION``). Never raises; thread-safe."""
@@ -249,15 +337,19 @@ class XnatSession:
         project_404: bool = True,
         retries: int | None = None,
         timeout: tuple[float, float] | None = None,
+        signed_out: Callable[[requests.Response], bool] | None = None,
     ) -> requests.Response:
         """Send one request and return the response if its status is in ``expect``.
 
         Thread-safe. Logs in first if needed. On a 401 it re-logs in (once for all threads) and resends once;
         a one-shot :class:`StreamBody` cannot be resent, so then :class:`SessionExpiredError` is raised
-        (transient: the caller retries). GETs are retried ``retries`` times (default from the options) on
-        5xx and dropped connections. Any other status raises the mapped :class:`XnatError` (``project``
-        names the project in messages; ``project_404=False`` says a 404 is about the object, not the
-        project). Redirects are never followed: XNAT's 301/303 carry the answer themselves (xnat-api.md 11.2).
+        (transient: the caller retries). The same happens after an answer XNAT gives its guest (a 403, a new
+        server session, or an expected answer for which ``signed_out`` says "this is what a guest gets"),
+        once XNAT confirms that the session runs as guest now (see the module docstring). GETs are retried
+        ``retries`` times (default from the options) on 5xx and dropped connections. Any other status raises
+        the mapped :class:`XnatError` (``project`` names the project in messages; ``project_404=False`` says a
+        404 is about the object, not the project); an expired password raises :class:`PasswordExpiredError`.
+        Redirects are never followed: XNAT's 301/303 carry the answer themselves (xnat-api.md 11.2).
         """
         method = method.upper()
         expected = set(expect)
@@ -267,8 +359,9 @@ class XnatSession:
             for attempt in range(attempts):
                 try:
                     return self._send_with_login(
-                        method, path, params, prepared, form, headers, expected, (action, project, project_404), timeout
-                    )
+                        method, path, params, prepared, form, headers, expected, (action, project, project_404),
+                        timeout, signed_out,
+                    )  # fmt: skip
                 except (E.ServerError, E.ConnectionLostError) as exc:
                     if attempt + 1 >= attempts or not prepared.replayable:
                         raise
@@ -293,39 +386,64 @@ class XnatSession:
         expected: set[int],
         context: tuple[str, str | None, bool],
         timeout: tuple[float, float] | None,
+        signed_out: Callable[[requests.Response], bool] | None = None,
     ) -> requests.Response:
         action, project, project_404 = context
         generation, jsession = self._current()
         if jsession is None:
             self._renew(generation)
             generation, jsession = self._current()
-        resp = self._send(method, path, params, prepared, form, headers, jsession, action, timeout)
+
+        def send(cookie: str | None) -> requests.Response:
+            resp = self._send(method, path, params, prepared, form, headers, cookie, action, timeout)
+            problem = self._sign_in_problem(resp)
+            if problem is not None:
+                resp.close()
+                raise problem
+            return resp
+
+        resp = send(jsession)
         if resp.status_code == 401 and 401 not in expected:
             resp.close()
             log.info("Session on %s expired; signing in again", self.base_url)
             self._renew(generation)
-            if not prepared.replayable:
-                raise E.SessionExpiredError(
-                    "The XNAT login session expired during the transfer.",
-                    "The transfer will be retried with a fresh session.",
-                    status=401,
-                )
-            prepared.rewind()
-            _, jsession = self._current()
-            resp = self._send(method, path, params, prepared, form, headers, jsession, action, timeout)
-            if resp.status_code == 401 and 401 not in expected:
-                resp.close()
-                raise E.SessionExpiredError(
-                    "XNAT ended the login session again right after signing in.",
-                    "Try again; if it persists, ask the administrator about the session time-out.",
-                    status=401,
-                )
+            resp = self._again(send, prepared)
+        else:
+            landed = signed_out is not None and resp.status_code in expected and signed_out(resp)
+            refused = resp.status_code == 403 and 403 not in expected
+            hinted = self._cookie_hint and other_session_cookie(resp.headers.get("Set-Cookie"), jsession)
+            if landed or refused or hinted:
+                if self._recover(generation):
+                    if landed or refused or method in _SAFE_METHODS:
+                        resp.close()
+                        log.info("%s %s was answered as guest; sent again signed in", method, redact_path(path))
+                        resp = self._again(send, prepared)
+                elif hinted and not (landed or refused):
+                    self._cookie_hint = False  # this server opens new sessions for other reasons: stop asking
+        if resp.status_code == 401 and 401 not in expected:  # only after signing in again just now
+            resp.close()
+            raise E.SessionExpiredError(
+                "XNAT ended the login session again right after signing in.",
+                "Try again; if it persists, ask the administrator about the session time-out.",
+                status=401,
+            )
         if resp.status_code not in expected:
             try:
                 raise E.error_for_response(resp, project=project, action=action, project_404=project_404)
             finally:
                 resp.close()
         return resp
+
+    def _again(self, send: Callable[[str | None], requests.Response], prepared: PreparedBody) -> requests.Response:
+        """Send once more with the new login; a one-shot body cannot be, so the caller retries it whole."""
+        if not prepared.replayable:
+            raise E.SessionExpiredError(
+                "The XNAT login session expired during the transfer.",
+                "The transfer will be retried with a fresh session.",
+                status=401,
+            )
+        prepared.rewind()
+        return send(self._current()[1])
 
     def _send(
         self,

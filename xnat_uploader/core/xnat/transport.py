@@ -32,7 +32,9 @@ class ConnectionOptions:
     ``verify_tls=False`` turns certificate checks off for this server only; ``ca_bundle`` names a PEM file
     of extra trusted authorities (it wins over ``verify_tls``). ``pool_size`` should be the number of
     upload workers. ``get_retries`` re-sends GETs after a 5xx or a dropped connection (writes are never
-    re-sent here: the queue runner decides that).
+    re-sent here: the queue runner decides that). ``keepalive_interval``: how often a running job asks XNAT
+    whether its login still holds (:mod:`.keepalive`); shortened to a third of the server's own session
+    time-out when the server announces a shorter one.
     """
 
     verify_tls: bool = True
@@ -42,6 +44,7 @@ class ConnectionOptions:
     pool_size: int = 4
     get_retries: int = 2
     retry_backoff: float = 0.5
+    keepalive_interval: float = 180.0
     user_agent: str = USER_AGENT
 
     @property
