@@ -7,6 +7,7 @@ import pytest
 from xnat_uploader.core.dicom.index import build_index
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.plan import Existing, Target, label_problem, make_label, plan_jobs
+from xnat_uploader.core.upload_choices import OnExisting
 
 
 def rec(study="1.1", series="1.1.1", sop="1.1.1.1", patient="P 001", modality="MR", name="Doe^Jane", path=None):
@@ -141,3 +142,15 @@ def test_one_file_per_instance_the_copies_listed_with_the_file_kept():
     assert sorted(f.path for f in job.files) == ["/x/1.1.1.2", "/x/a"]
     assert [(c.path, k.path) for c, k in job.duplicates] == [("/x/b", "/x/a")]
     assert plan.ok  # a copy is reported by the pre-flight checks, not a reason to refuse the upload
+
+
+def test_refuse_names_the_session_add_and_replace_go_ahead():
+    index = build_index([rec()])
+    existing = Existing(archive=frozenset({"S1"}))
+    refused = plan_jobs(index, Target(project="DEMO", subject="SUBJ", session="S1"), existing)
+    assert refused.jobs[0].problems == [
+        'Session S1 already exists in the archive of DEMO. Choose another label, or "Add to the existing session".'
+    ]
+    for choice in (OnExisting.ADD, OnExisting.REPLACE, "append", "delete"):  # old names are read too
+        assert plan_jobs(index, Target(project="DEMO", subject="SUBJ", session="S1", overwrite=choice), existing).ok
+    assert "Unknown choice" in plan_jobs(index, Target(project="DEMO", overwrite="sometimes")).problems[0]

@@ -38,14 +38,14 @@ def test_ok_saves_the_defaults_and_no_secret(qtbot, memory_keyring):
     assert not dialog.deflate_combo.isEnabled()  # deflate is for DICOM-zip
     _choose(dialog.transport_combo, "zip")
     _choose(dialog.destination_combo, "archive")
-    _choose(dialog.overwrite_combo, "append")
+    _choose(dialog.overwrite_combo, "add")
     _choose(dialog.deflate_combo, 6)
     dialog.workers_spin.setFocus()
     dialog.workers_spin.selectAll()
     qtbot.keyClicks(dialog.workers_spin, "3")
     with qtbot.waitSignal(dialog.defaults_saved) as saved:
         _ok(qtbot, dialog)
-    expected = Defaults(transport="zip", workers=3, destination="archive", overwrite="append", deflate=6)
+    expected = Defaults(transport="zip", workers=3, destination="archive", overwrite="add", deflate=6)
     assert saved.args == [expected]
     assert shared.defaults == expected  # the shared object, so a later save of the servers keeps them
 
@@ -54,7 +54,7 @@ def test_ok_saves_the_defaults_and_no_secret(qtbot, memory_keyring):
     data = json.loads(text)
     assert data["schema_version"] == settings.SCHEMA_VERSION == 2
     assert data["defaults"] == {
-        "transport": "zip", "workers": 3, "destination": "archive", "overwrite": "append", "deflate": 6,
+        "transport": "zip", "workers": 3, "destination": "archive", "overwrite": "add", "deflate": 6,
     }  # fmt: skip
     assert data["servers"][0]["user"] == USER
     assert settings.load().defaults == expected
@@ -118,7 +118,8 @@ def test_the_form_starts_from_the_defaults_and_follows_ok(qtbot, make_controller
     window.setCentralWidget(form)
     assert form.mode() == "gradual"
     options = form.options()
-    assert (options["workers"], options["overwrite"], options["destination"]) == (2, "delete", "prearchive")
+    # An older file's "delete" is Replace, which needs the destination Archive: with the prearchive it is Add.
+    assert (options["workers"], options["overwrite"], options["destination"]) == (2, "add", "prearchive")
 
     action = install_settings_action(window, controller)
     assert bar.actions().index(action) == 0  # before the separator and the server area
@@ -129,17 +130,31 @@ def test_the_form_starts_from_the_defaults_and_follows_ok(qtbot, make_controller
     assert dialog.defaults() == shared.defaults
     _choose(dialog.transport_combo, "zip")
     _choose(dialog.destination_combo, "archive")
-    _choose(dialog.overwrite_combo, "none")
+    _choose(dialog.overwrite_combo, "refuse")
     _choose(dialog.deflate_combo, 1)
     dialog.workers_spin.setValue(0)  # the transport's own default
     _ok(qtbot, dialog)
     assert form.mode() == "zip"
     options = form.options()
     assert options["workers"] == 4
-    assert options["overwrite"] == ""
+    assert options["overwrite"] == "refuse"
     assert options["destination"] == "archive"
     assert options["compress_level"] == 1
     again = TargetForm(controller)  # a form built later starts from the saved defaults too
     qtbot.addWidget(again)
     assert again.mode() == "zip"
     assert again.options()["compress_level"] == 1
+
+
+def test_replace_is_offered_with_the_archive_only(qtbot):
+    dialog = SettingsDialog(Settings(defaults=Defaults(destination="archive", overwrite="delete")))  # an older name
+    qtbot.addWidget(dialog)
+    combo = dialog.overwrite_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["refuse", "add", "replace"]
+    assert combo.currentData() == "replace"
+    _choose(dialog.destination_combo, "prearchive")
+    assert combo.currentData() == "add"
+    assert not combo.model().item(combo.findData("replace")).isEnabled()
+    assert dialog.defaults().overwrite == "add"
+    _choose(dialog.destination_combo, "archive")
+    assert combo.model().item(combo.findData("replace")).isEnabled()

@@ -83,10 +83,10 @@ def test_a_label_already_in_the_prearchive_is_refused_unless_appending(qtbot, sa
 
     form.advanced_button.click()
     assert form.advanced_box.isVisible()
-    form.advanced_box.overwrite_combo.setCurrentIndex(form.advanced_box.overwrite_combo.findData("append"))
+    form.advanced_box.overwrite_combo.setCurrentIndex(form.advanced_box.overwrite_combo.findData("add"))
     assert form.upload_button.isEnabled()
     assert not form.reason_label.isVisible()
-    assert form.options()["overwrite"] == "append"
+    assert form.options()["overwrite"] == "add"
 
     form.advanced_box.overwrite_combo.setCurrentIndex(0)
     form.set_index(make_index("first"), None)  # the first study again: it is known to be in the prearchive

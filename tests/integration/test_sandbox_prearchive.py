@@ -246,3 +246,26 @@ def test_regradual_upload_reopens_a_ready_session(api, files):
     again = upload(api, files[2:3], label="R")
     assert again == uri
     assert api.rows(uri)[0]["status"] == "RECEIVING"
+
+
+def test_commit_always_merges_and_archive_with_delete_replaces_like_xnat(sandbox, api, files, tmp_path):
+    """XNAT's commit archives with allowSessionMerge=true whatever ``overwrite`` says; ``overwrite=delete`` on the
+    archive service overrides its checks (a changed StudyInstanceUID too) and replaces files of the same name."""
+    upload(api, files[:3], label="M")
+    first = api.rows("/data/prearchive")[0]
+    assert api.post("/data" + first["url"], params={"action": "commit", "AA": "true"}).status_code == 301
+    second = upload(api, files[3:], label="M")  # the other series of the same study, same label
+    r = api.post(second, params={"action": "commit", "AA": "true", "overwrite": "none"})
+    assert r.status_code == 301, r.text  # merged: the commit ignores overwrite
+    [entry] = sandbox.inventory().values()
+    assert entry["series"] == expected_series(files)
+    other = study(tmp_path / "other", seed=11)  # another study under the same label
+    again = upload(api, other, label="M")
+    r = api.post("/data/services/archive", data={"src": again, "overwrite": "append"})
+    assert r.status_code == 500
+    assert "Invalid modification of session UID" in h3(r)
+    api.post(again, params={"action": "reset-status"})
+    r = api.post("/data/services/archive", data={"src": again, "overwrite": "delete"})
+    assert r.status_code == 200, r.text
+    [entry] = sandbox.inventory().values()
+    assert entry["series"] == {**expected_series(files), **expected_series(other)}  # nothing was deleted

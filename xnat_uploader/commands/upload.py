@@ -39,6 +39,19 @@ from xnat_uploader.core.queue.store import JobState, QueueStore
 from xnat_uploader.core.transfer import cstore
 from xnat_uploader.core.transfer.base import TransferProgress
 from xnat_uploader.core.transfer.dicom_zip import DEFAULT_BATCH_FILES
+from xnat_uploader.core.upload_choices import (
+    CLI_NAMES,
+    HELP,
+    OPT_IGNORE_UNPARSABLE,
+    OPT_OVERWRITE,
+    OPT_QUARANTINE,
+    OPT_RENAME,
+    OPT_TRIGGER_PIPELINES,
+    OnExisting,
+    XnatParams,
+    parse_on_existing,
+    upload_problems,
+)
 from xnat_uploader.core.xnat.listing import list_dicom_receivers
 
 if TYPE_CHECKING:
@@ -66,8 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="archive the sessions after the upload")  # fmt: skip
     dest.add_argument("--direct-archive", dest="destination", action="store_const", const="direct",
                       help="write straight into the archive (XNAT 1.8.3+)")  # fmt: skip
-    p.add_argument("--overwrite", choices=("none", "append", "delete"), default="none",
-                   help="merge into an existing session: none (refuse), append, delete")  # fmt: skip
+    add_overwrite_args(p)
     p.add_argument("--with-resources", action="store_true",
                    help="attach the non-DICOM folders (a resource each) and files (MISC) beside the DICOM")  # fmt: skip
     p.add_argument("--resource-overwrite", action="store_true",
@@ -89,9 +101,49 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="cstore: write Project/Subject/Session into PatientComments of the sent copies")  # fmt: skip
 
 
+def add_overwrite_args(p: argparse.ArgumentParser) -> None:
+    """``--overwrite`` and XNAT's import parameters, each with the help :mod:`core.upload_choices` gives."""
+    names = "; ".join(f"{c.value}: {c.short}" for c in OnExisting)
+    p.add_argument("--overwrite", type=str.lower, choices=CLI_NAMES, default=OnExisting.REFUSE.value,
+                   metavar="{refuse,add,replace}",
+                   help=f"if the session exists. {names} (old names none, append, delete work too)")  # fmt: skip
+    p.add_argument("--quarantine", action="store_true", help=HELP[OPT_QUARANTINE] + " Needs --archive.")
+    p.add_argument("--no-pipelines", dest="trigger_pipelines", action="store_false",
+                   help=HELP[OPT_TRIGGER_PIPELINES] + " Needs --archive.")  # fmt: skip
+    p.add_argument("--rename", action="store_true", help=HELP[OPT_RENAME] + " zip and gradual.")
+    p.add_argument(
+        "--ignore-unparsable",
+        action="store_true",
+        help=HELP[OPT_IGNORE_UNPARSABLE] + " zip only; skipped files show as missing when checked.",
+    )
+    p.add_argument("--dest", help=argparse.SUPPRESS)  # refused with a reason: see import-archive
+
+
+def _choices(args: argparse.Namespace) -> tuple[OnExisting, XnatParams] | UserError:
+    """The overwrite choice and XNAT's parameters from the arguments, or why XNAT would refuse or ignore them."""
+    if args.dest:
+        return UserError(
+            "--dest is for import-archive only: upload sends every study to its own session (-P, -S, -E) after "
+            "checking it against the archive, and one destination for all would bypass that.",
+            "Leave out --dest, or send a zip as it is with: xnat-uploader import-archive FILE --dest ...",
+        )
+    choice = parse_on_existing(args.overwrite) or OnExisting.REFUSE
+    params = XnatParams(quarantine=args.quarantine, trigger_pipelines=args.trigger_pipelines, rename=args.rename,
+                        ignore_unparsable=args.ignore_unparsable)  # fmt: skip
+    problems = upload_problems(choice, params, destination=args.destination or "prearchive", mode=args.mode)
+    if problems:
+        return UserError(" ".join(problems), "Change the options and run again.")
+    return choice, params
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.paths and not args.resume:
         return report(UserError("Nothing to upload.", "Give one or more folders, or --resume."))
+    chosen = _choices(args)
+    if isinstance(chosen, UserError):
+        report(chosen)
+        return EXIT_BAD_INPUT
+    on_existing, xnat_params = chosen
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         report(UserError(f"Not found: {', '.join(missing)}", "Check the path."))
@@ -135,13 +187,13 @@ def run(args: argparse.Namespace) -> int:
                 )
             job_ids = _resumable(store, server_url, user) if args.resume else []
             if args.paths:
-                planned = _plan(args, client, store)
+                planned = _plan(args, client, store, on_existing)
                 if planned is None:
                     return EXIT_BAD_INPUT
                 if args.dry_run:
                     _print_plan(planned, args.json)
                     return EXIT_OK
-                opts = {"workers": workers, "overwrite": "" if args.overwrite == "none" else args.overwrite,
+                opts = {"workers": workers, OPT_OVERWRITE: on_existing.value, **xnat_params.to_options(),
                         "destination": args.destination or "prearchive",
                         "direct_archive": args.destination == "direct", "batch_files": args.batch_files,
                         "compress_level": args.deflate, "prebuild": args.prebuild_zip,
@@ -202,7 +254,9 @@ def _resumable(store: QueueStore, url: str, user: str) -> list[int]:
     return [j.id for j in jobs]
 
 
-def _plan(args: argparse.Namespace, client: XnatClient | None, store: QueueStore) -> Plan | None:
+def _plan(
+    args: argparse.Namespace, client: XnatClient | None, store: QueueStore, on_existing: OnExisting
+) -> Plan | None:
     line = ProgressLine(sys.stderr) if _is_terminal(sys.stderr) else None
     index, progress = scan_into_index(list(args.paths), on_progress=line)
     if line:
@@ -214,8 +268,7 @@ def _plan(args: argparse.Namespace, client: XnatClient | None, store: QueueStore
     )
     # Without a REST login (C-STORE only) nothing on the server can be checked.
     existing = existing_on_server(client.session, args.project, store) if client else Existing()
-    target = Target(args.project, args.subject, args.session, args.mode,
-                    "" if args.overwrite == "none" else args.overwrite)  # fmt: skip
+    target = Target(args.project, args.subject, args.session, args.mode, on_existing)
     plan = plan_jobs(index, target, existing)
     items = find_exam_items(args.paths, index)
     if args.with_resources:
@@ -229,6 +282,9 @@ def _plan(args: argparse.Namespace, client: XnatClient | None, store: QueueStore
         for job in plan.jobs:
             for problem in job.problems:
                 print(f"Error ({job.session_label}): {problem}", file=sys.stderr)
+        if any(OnExisting.ADD.label in p for j in plan.jobs for p in j.problems):
+            print("Hint: --overwrite add merges into the existing session; --overwrite replace (with --archive) "
+                  "also replaces its files.", file=sys.stderr)  # fmt: skip
         return None
     return plan
 

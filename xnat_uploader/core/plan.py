@@ -21,6 +21,7 @@ from xnat_uploader.core.dicom.index import DicomIndex, StudyNode, file_key
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.queue.store import FileSpec, JobRow, JobSpec, QueueStore
 from xnat_uploader.core.receipt import OPT_DUPLICATES
+from xnat_uploader.core.upload_choices import OnExisting, parse_on_existing
 from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive, list_subjects
 from xnat_uploader.core.xnat.transport import normalize_url
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 # letters, digits, underscore and dash only.
 LABEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_LABEL = 255
-OVERWRITE_CHOICES = ("", "append", "delete")  # "" = never merge into an existing session
 
 
 def label_problem(label: str, what: str = "Session label") -> str | None:
@@ -82,7 +82,7 @@ class Target:
     subject: str = ""
     session: str = ""
     mode: str = "zip"
-    overwrite: str = ""
+    overwrite: OnExisting | str = OnExisting.REFUSE  # older names (""/none/append/delete) are read too
     # Per-study overrides (StudyInstanceUID -> (subject, session)), from the multi-study table.
     per_study: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -146,8 +146,10 @@ def plan_jobs(
     plan = Plan(jobs=[])
     if not target.project:
         plan.problems.append("Choose a project.")
-    if target.overwrite not in OVERWRITE_CHOICES:
-        plan.problems.append(f"Unknown overwrite choice {target.overwrite!r}.")
+    choice = parse_on_existing(target.overwrite)
+    if choice is None:
+        plan.problems.append(f"Unknown choice for an existing session: {target.overwrite!r}.")
+    merge = choice in (OnExisting.ADD, OnExisting.REPLACE)
 
     studies = _selected_studies(index, chosen)
     if target.session and len(studies) > 1 and not target.per_study:
@@ -179,7 +181,7 @@ def plan_jobs(
             files=files,
             duplicates=duplicates,
         )
-        _check_job(job, existing, target.overwrite, planned_labels)
+        _check_job(job, existing, merge, planned_labels)
         planned_labels[session.lower()] = uid
         plan.jobs.append(job)
     if not plan.jobs and not plan.problems:
@@ -220,7 +222,9 @@ def _selected_studies(index: DicomIndex, chosen: set[str] | None) -> dict[str, l
     return out
 
 
-def _check_job(job: PlannedJob, existing: Existing, overwrite: str, planned: Mapping[str, str]) -> None:
+def _check_job(job: PlannedJob, existing: Existing, merge: bool, planned: Mapping[str, str]) -> None:
+    """The label rules, and "refuse if the session exists": unless ``merge``, a session already in the archive or
+    the prearchive refuses the job before anything is sent (XNAT itself would merge into it on commit)."""
     for what, value in (("Subject label", job.subject), ("Session label", job.session_label)):
         problem = label_problem(value, what)
         if problem:
@@ -235,18 +239,18 @@ def _check_job(job: PlannedJob, existing: Existing, overwrite: str, planned: Map
     place = existing.where(job.session_label)
     earlier = existing.studies.get(job.study_uid)
     same_session = earlier is not None and earlier[1].lower() == job.session_label.lower()
-    if same_session and not overwrite and place != "queue":
+    if same_session and not merge and place != "queue":
         job.problems.append(
-            f"This study was uploaded before: it is in the {earlier[0]} of {job.project} as {earlier[1]}. Choose to "  # type: ignore[index]
-            "merge (overwrite: append) to add what is missing, or give a new session label to keep both."
+            f"This study was uploaded before: it is in the {earlier[0]} of {job.project} as {earlier[1]}. Choose "  # type: ignore[index]
+            f'"{OnExisting.ADD.label}" to add what is missing, or give a new session label to keep both.'
         )
         return
     if place == "queue":
         job.problems.append(f"Session {job.session_label} is already in the upload queue.")
-    elif place and not overwrite:
+    elif place and not merge:
         job.problems.append(
             f"Session {job.session_label} already exists in the {place} of {job.project}. Choose another label, "
-            "or choose to merge into it (overwrite: append)."
+            f'or "{OnExisting.ADD.label}".'
         )
 
 

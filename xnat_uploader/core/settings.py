@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from xnat_uploader import paths
+from xnat_uploader.core.upload_choices import OnExisting, on_existing_for_job, parse_on_existing
 from xnat_uploader.core.xnat.transport import ConnectionOptions, normalize_url
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,6 @@ def _port(value: Any) -> int:
 
 TRANSPORTS = ("zip", "gradual", "cstore")
 DESTINATIONS = ("prearchive", "archive")
-OVERWRITES = ("none", "append", "delete")
 
 
 @dataclass
@@ -113,8 +113,14 @@ class Defaults:
     transport: str = "zip"
     workers: int | None = None
     destination: str = "prearchive"
-    overwrite: str = "none"
+    overwrite: str = OnExisting.REFUSE.value  # an OnExisting value; older files' none/append/delete are read
     deflate: int | None = None
+
+    def __post_init__(self) -> None:
+        # One rule with queued jobs: an old name is read as its choice, and Replace without an archiving step
+        # (an older file's "delete" with the prearchive as destination) is Add, which is what XNAT did with it.
+        options = {"overwrite": self.overwrite, "destination": self.destination}
+        self.overwrite = on_existing_for_job(options, self.transport).value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,7 +150,7 @@ class Defaults:
             transport=choice("transport", TRANSPORTS),
             workers=number("workers", 1, 32),
             destination=choice("destination", DESTINATIONS),
-            overwrite=choice("overwrite", OVERWRITES),
+            overwrite=(parse_on_existing(data.get("overwrite")) or OnExisting.REFUSE).value,  # then __post_init__
             deflate=number("deflate", 1, 9),
         )
 

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from xnat_uploader.sandbox.auth import Auth, User
 from xnat_uploader.sandbox.faults import FaultInjector, FaultSpec
@@ -55,6 +56,7 @@ class LoggedRequest:
     status: int
     user: str
     at: float = field(default_factory=time.time)
+    form: str = ""  # the form body's fields as the handler read them (redacted like the query)
 
 
 class App:
@@ -130,6 +132,7 @@ class App:
                     _redact(request.query_string),
                     response.status,
                     request.user.login if request.user else "",
+                    form=_redact(urlencode(request.form)) if request.form else "",
                 )
             )
         return response

@@ -188,7 +188,7 @@ def register(router: Router, app: App) -> None:
                 session.autoarchive = CODE_NAMES.get(proj.prearchive_code, "Manual") if proj else ""
             if sessions.should_auto_archive(store, session, params.get("AA", params.get("auto-archive"))):
                 try:
-                    exp = sessions.archive(store, request.user, session, params)
+                    exp = sessions.archive(store, request.user, session, sessions.commit_params(params))
                 except sessions.ArchiveFailure as failure:
                     raise HttpError(500, f"FAILED: {failure}") from None
                 return Response(301, sessions.archive_uri(store, exp).encode(), "text/plain;charset=UTF-8")

@@ -233,6 +233,13 @@ def should_auto_archive(store: Store, session: PrearcSession, aa: str | None) ->
 
 
 # -- archive --------------------------------------------------------------------------------------
+def commit_params(params: dict[str, str]) -> dict[str, str]:
+    """The archive parameters of a commit: XNAT's commit archives with allowSessionMerge=true and
+    overrideExceptions=false whatever ``overwrite`` the request carries (``PrearcSessionResource``), so it
+    always merges into an existing session, never replacing its files (unless ``overwrite_files=true``)."""
+    return {**params, "overwrite": "append"}
+
+
 def archive(store: Store, user: User, session: PrearcSession, params: dict[str, str]) -> Experiment:
     """Move a prearchive session into the archive, applying XNAT's label/subject precedence and merge
     checks. On failure the row goes to CONFLICT or ERROR and :class:`ArchiveFailure` is raised."""
@@ -298,7 +305,9 @@ def _merge_into(
     subject = store.subjects.get(exp.subject_id)
     if subject is not None and subject.label != subject_label:
         raise ArchiveFailure("Invalid modification of session subject via archive process.", conflict=False)
-    if exp.content.study_uid and session.tag and exp.content.study_uid != session.tag:
+    # overwrite=delete sets XNAT's overrideExceptions: a changed StudyInstanceUID is let through.
+    override = overwrite == "delete"
+    if not override and exp.content.study_uid and session.tag and exp.content.study_uid != session.tag:
         raise ArchiveFailure("Invalid modification of session UID via archive process.")
     if exp.xsi_type != session_xsi(session.content.modality):
         raise ArchiveFailure(

@@ -26,13 +26,14 @@ from xnat_uploader.core.transfer.base import ProgressFn, ProgressMeter, RetryPol
 from xnat_uploader.core.transfer.cstore import CStoreTransport
 from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
 from xnat_uploader.core.transfer.gradual import GradualTransport
+from xnat_uploader.core.upload_choices import OnExisting, XnatParams, on_existing_for_job
 from xnat_uploader.core.verify import VerifyResult, verify
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.importer import trigger_direct_archive
 from xnat_uploader.core.xnat.keepalive import KeepAlive
 from xnat_uploader.core.xnat.listing import list_prearchive
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef
-from xnat_uploader.core.xnat.prearchive import commit
+from xnat_uploader.core.xnat.prearchive import ArchiveOverwrite, archive, build, commit
 from xnat_uploader.core.xnat.server_info import ServerInfo
 
 if TYPE_CHECKING:
@@ -177,6 +178,8 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
                 if archived is None:
                     return None  # XNAT archives it in the background; nothing to list yet
                 uri = archived
+            elif on_existing_for_job(ctx.job.spec.options, ctx.job.spec.mode) is OnExisting.REPLACE:
+                uri = _replace_archive(ctx, uri)
             else:
                 uri = _commit(ctx, uri)
             store.set_uri(job_id, uri)
@@ -247,5 +250,32 @@ def _commit(ctx: TransferContext, uri: str) -> str:
     except ValueError:
         return uri  # already archived (a resumed job whose commit went through)
     archive = ctx.job.spec.options.get("destination") == "archive"
-    outcome = ctx.retry.run(lambda: commit(ctx.session, ref, auto_archive=True if archive else None), ctx.cancel)
+    extra = XnatParams.from_options(ctx.job.spec.options).archive_params()  # quarantine, triggerPipelines
+    outcome = ctx.retry.run(
+        lambda: commit(ctx.session, ref, auto_archive=True if archive else None, extra=extra), ctx.cancel
+    )
     return outcome.uri
+
+
+def _replace_archive(ctx: TransferContext, uri: str) -> str:
+    """The choice Replace: build the prearchive session, archive it with ``overwrite=delete``; the archive URI.
+
+    A build, not a commit: a commit archives by itself in a project set to auto-archive, and then merges without
+    replacing. ``/data/services/archive`` with ``overwrite`` is the one request where XNAT replaces files already
+    in the archived session (xnat-api.md 14). Subject and label are sent so the archive goes to the session the
+    plan checked, whatever a labeling plugin says. The archive request is never repeated blindly: XNAT archives
+    inside it, and a second one would find the session half moved.
+    """
+    try:
+        ref = PrearchiveRef.parse(uri)
+    except ValueError:
+        return uri  # already archived (a resumed job whose archive went through)
+    spec = ctx.job.spec
+    ctx.retry.run(lambda: build(ctx.session, ref), ctx.cancel)
+    extra = XnatParams.from_options(spec.options).archive_params()
+    ctx.check_cancel()
+    result = archive(
+        ctx.session, ref, subject=spec.subject, label=spec.session_label, overwrite=ArchiveOverwrite.DELETE,
+        extra=extra,
+    )  # fmt: skip
+    return result.uri

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 from xnat_uploader.core import strays
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow, JobRow, QueueStore
+from xnat_uploader.core.upload_choices import XnatParams
 from xnat_uploader.core.xnat.errors import XnatError
-from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, Overwrite
+from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions
 from xnat_uploader.core.xnat.server_info import ServerInfo
 
 if TYPE_CHECKING:
@@ -277,13 +278,14 @@ def stray_recorder(ctx: TransferContext, files: int) -> StrayFn:
 
 
 def uploader_options(ctx: TransferContext, handler: ImportHandler) -> ImportOptions:
-    """The importer parameters every transport sends for this job (routing, merge choice, no auto-build)."""
+    """The importer parameters every transport sends for this job (routing, no auto-build, the job's rename and
+    Ignore-Unparsable). Never ``overwrite``: XNAT ignores it without ``action=commit`` (the merge choice is
+    carried out by the plan and the runner, :mod:`core.upload_choices`)."""
     spec = ctx.job.spec
-    overwrite = spec.options.get("overwrite") or None
     return ImportOptions.for_uploader(
         handler, spec.project, spec.subject, spec.session_label,
-        overwrite=Overwrite(overwrite) if overwrite else None,
         direct_archive=bool(spec.options.get("direct_archive")),
+        **XnatParams.from_options(spec.options).import_fields(ImportHandler(handler).value),
     )  # fmt: skip
 
 

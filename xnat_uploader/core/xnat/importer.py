@@ -146,6 +146,8 @@ class ImportOptions:
             raise ValueError("Direct-Archive applies to gradual-DICOM and DICOM-zip only")
         if self.ignore_unparsable and handler is not ImportHandler.DICOM_ZIP:
             raise ValueError("Ignore-Unparsable applies to DICOM-zip only")
+        if self.rename and handler not in (ImportHandler.GRADUAL_DICOM, ImportHandler.DICOM_ZIP):
+            raise ValueError("rename applies to gradual-DICOM and DICOM-zip only (XNAT's DICOM file namer)")
         if server is not None:
             if self.direct_archive:
                 server.require(DIRECT_ARCHIVE_MIN, "Direct archiving")

@@ -46,7 +46,9 @@ class ArchiveDialog(QDialog):
         self.overwrite = QComboBox()
         self.overwrite.addItem(self.tr("None: fail if the session exists"), None)
         self.overwrite.addItem(self.tr("Append: add new scans and files"), ArchiveOverwrite.APPEND)
-        self.overwrite.addItem(self.tr("Delete: replace existing data"), ArchiveOverwrite.DELETE)
+        self.overwrite.addItem(
+            self.tr("Delete: replace files already there; other scans stay"), ArchiveOverwrite.DELETE
+        )
         self.problem = QLabel()
         self.problem.setStyleSheet("color: #be0000")
         self.problem.setWordWrap(True)

@@ -1,5 +1,5 @@
-"""The Settings dialog: upload defaults (transport, parallel requests, destination, overwrite, deflate level)
-and where the settings, the queue with its receipts, and the logs are kept.
+"""The Settings dialog: upload defaults (transport, parallel requests, destination, what to do if the session
+exists, deflate level) and where the settings, the queue with its receipts, and the logs are kept.
 
 OK writes the defaults into the given :class:`~xnat_uploader.core.settings.Settings` (the one the app shares,
 ``controller.logins.settings``, so a later save of the servers keeps them) and saves the file. No secrets are
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from xnat_uploader import paths
 from xnat_uploader.core import settings as settings_mod
 from xnat_uploader.core.settings import Defaults, Settings
+from xnat_uploader.gui.widgets.on_existing_combo import OnExistingCombo
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,7 @@ class SettingsDialog(QDialog):
         self.destination_combo = QComboBox(self)
         self.destination_combo.addItem(self.tr("Prearchive (review before archiving)"), "prearchive")
         self.destination_combo.addItem(self.tr("Archive"), "archive")
-        self.overwrite_combo = QComboBox(self)
-        self.overwrite_combo.addItem(self.tr("none: never merge into an existing session"), "none")
-        self.overwrite_combo.addItem(self.tr("append: add to an existing session"), "append")
-        self.overwrite_combo.addItem(self.tr("delete: replace an existing session"), "delete")
+        self.overwrite_combo = OnExistingCombo(self)
         self.deflate_combo = QComboBox(self)
         self.deflate_combo.addItem(self.tr("none (stored, fastest)"), None)
         for level in range(1, 10):
@@ -73,7 +71,7 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("Transport"), self.transport_combo)
         form.addRow(self.tr("Parallel requests"), self.workers_spin)
         form.addRow(self.tr("Destination"), self.destination_combo)
-        form.addRow(self.tr("Overwrite"), self.overwrite_combo)
+        form.addRow(self.tr("If the session exists"), self.overwrite_combo)
         form.addRow(self.tr("Deflate level"), self.deflate_combo)
 
         places_box = QGroupBox(self.tr("Where things are kept"), self)
@@ -95,6 +93,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(places_box)
         layout.addWidget(buttons)
         self.transport_combo.currentIndexChanged.connect(self._on_transport)
+        self.destination_combo.currentIndexChanged.connect(self._on_transport)
         self.show_defaults(defaults)
 
     def _folder_row(self, key: str, folder: Path) -> QWidget:
@@ -119,10 +118,10 @@ class SettingsDialog(QDialog):
         for combo, value in (
             (self.transport_combo, defaults.transport),
             (self.destination_combo, defaults.destination),
-            (self.overwrite_combo, defaults.overwrite),
             (self.deflate_combo, defaults.deflate),
         ):
             combo.setCurrentIndex(max(0, combo.findData(value)))
+        self.overwrite_combo.set_choice(defaults.overwrite)
         self.workers_spin.setValue(defaults.workers or 0)
         self._on_transport()
 
@@ -141,6 +140,7 @@ class SettingsDialog(QDialog):
         # C-STORE: XNAT's receiver decides the destination; deflate applies to DICOM-zip only
         self.destination_combo.setEnabled(mode != "cstore")
         self.deflate_combo.setEnabled(mode == "zip")
+        self.overwrite_combo.follow(str(self.destination_combo.currentData()), str(mode))
 
     # -- actions --------------------------------------------------------------------------------------
     def open_folder(self, folder: Path) -> bool:
