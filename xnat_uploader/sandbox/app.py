@@ -35,6 +35,10 @@ class Settings:
     build_seconds: float = 0.0  # how long an automatic build shows BUILDING (0: at once)
     default_importer: str = "DICOM-zip"  # uiDefaultCompressedUploaderImporter
     inbox_file_delay: float = 0.0  # seconds the inbox import spends on each file (to watch its status)
+    # Seconds storing one received DICOM file takes while its file lock is held (XNAT writes it and runs the
+    # site's anonymization script then): a second request for the same stored name meanwhile gets 400
+    # "Concurrent file sends". 0: at once.
+    store_seconds: float = 0.0
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -68,6 +72,7 @@ class App:
         self._log_lock = threading.Lock()
         self.started = time.time()
         self.anon_scripts: dict[str | None, object] = {}  # project ID (None: site) -> config.AnonScript
+        self.series_filters: dict[str | None, object] = {}  # the same, for seriesImportFilter/config
         self.requests_total = 0
         from xnat_uploader.sandbox.inbox import InboxJobs
 
