@@ -121,24 +121,11 @@ def test_nested_contents_as_some_servers_store_them():
 
 def _rec(series: str, number: int, description: str, sop: str) -> InstanceRecord:
     return InstanceRecord(
-        "f",
-        10,
-        "P",
-        "N",
-        "1.2",
-        "",
-        "",
-        "",
-        "",
-        series,
-        number,
-        description,
-        "MR",
-        "1.2.3",
-        sop,
-        1,
-        "1.2.840.10008.1.2",
-    )
+        path="f", size=10, patient_id="P", patient_name="N", study_uid="1.2", study_date="", study_time="",
+        study_description="", accession_number="", series_uid=series, series_number=number,
+        series_description=description, modality="MR", sop_class_uid="1.2.3", sop_instance_uid=sop,
+        instance_number=1, transfer_syntax="1.2.840.10008.1.2",
+    )  # fmt: skip
 
 
 def test_predict_names_each_dropped_series_with_counts():
@@ -147,9 +134,9 @@ def test_predict_names_each_dropped_series_with_counts():
     [dropped] = predict(filters, records)
     assert (dropped.series_uid, dropped.files, dropped.total) == ("1.1", 3, 3)
     assert dropped.reason == "the project's series import filter"
-    text = describe([dropped], "P")
-    assert 'series 1 "Localizer"' in text
-    assert "3 files" in text
+    text = describe([dropped])
+    assert text.startswith("XNAT will not keep 1 series (3 files) of this upload: the project's series import")
+    assert 'drops series 1 "Localizer".' in text
     site = SeriesFilters("P", (parse_filter(json.dumps({"mode": "whitelist", "list": "T1"}), SITE),))
     assert [d.series_uid for d in predict(site, records)] == ["1.1"]
     assert predict(SeriesFilters("P"), records) == []

@@ -189,7 +189,7 @@ def plan_jobs(
         _check_job(job, existing, target.overwrite, planned_labels)
         if existing.series_filters is not None:
             job.filtered = predict(existing.series_filters, files)
-            job.warnings += [w for w in (describe(job.filtered, target.project),) if w]
+            job.warnings += [w for w in (describe(job.filtered),) if w]
             job.warnings += existing.series_filters.unpredictable()
         planned_labels[session.lower()] = uid
         plan.jobs.append(job)

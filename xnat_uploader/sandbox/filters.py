@@ -56,11 +56,10 @@ def read_fields(path: Path, fields: list[str]) -> dict[str, str | None]:
     ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=fields, force=True)
     out: dict[str, str | None] = {}
     for name in fields:
-        elem = ds.get(name)
-        if elem is None:
+        if name not in ds:
             out[name] = None
             continue
-        value = elem.value
+        value = ds[name].value
         if value is None:
             text = ""
         elif isinstance(value, MultiValue | list | tuple):

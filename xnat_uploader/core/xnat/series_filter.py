@@ -253,17 +253,18 @@ def predict(filters: SeriesFilters, records: Iterable[InstanceRecord]) -> list[F
     ]
 
 
-def describe(dropped: list[FilteredSeries], project: str = "") -> str:
-    """One sentence for the plan: which series XNAT will drop, and why."""
+def describe(dropped: list[FilteredSeries]) -> str:
+    """A few plain sentences for the plan: which series XNAT will not keep, and why."""
     if not dropped:
         return ""
     files = sum(s.files for s in dropped)
     parts = "; ".join(s.name + ("" if s.files == s.total else f" ({s.files} of {s.total} files)") for s in dropped)
-    where = f" of {project}" if project else ""
     series = "1 series" if len(dropped) == 1 else f"{len(dropped)} series"
+    where = " and ".join(sorted({s.reason for s in dropped}))
     return (
-        f"XNAT will drop {series} ({files} files) on arrival, by the series import filter{where}: {parts}. "
-        "They are sent, but not stored; ask the project owner if you need them."
+        f"XNAT will not keep {series} ({files} files) of this upload: {where} (a rule on the server that says "
+        f"which series it accepts) drops {parts}. They are sent, but not stored; ask the project owner if you "
+        "need them."
     )
 
 
