@@ -140,3 +140,5 @@ def test_predict_names_each_dropped_series_with_counts():
     site = SeriesFilters("P", (parse_filter(json.dumps({"mode": "whitelist", "list": "T1"}), SITE),))
     assert [d.series_uid for d in predict(site, records)] == ["1.1"]
     assert predict(SeriesFilters("P"), records) == []
+    unread = parse_filter(json.dumps({"mode": "blacklist", "list": "[ProtocolName]\nloc"}), "P")
+    assert predict(SeriesFilters("P", (unread,)), records) == []  # a field the scan did not read: not claimed

@@ -154,7 +154,7 @@ class SandboxServer:
     @property
     def stats(self) -> dict[str, int]:
         """Counters for tests: ``logins`` (sessions created), ``live_sessions``, ``requests`` answered,
-        and the faults injected so far (``http500``, ``drop``, ``slow``)."""
+        and the faults injected so far (``http500``, ``drop``, ``slow``, ``gradual400``)."""
         return {
             "logins": self.app.auth.logins,
             "live_sessions": self.app.auth.live_sessions(),
