@@ -242,7 +242,7 @@ def predict(filters: SeriesFilters, records: Iterable[InstanceRecord]) -> list[F
         entry[3] += 1
         key = read(rec)
         if key not in judged:
-            raw = key if len(known) > 1 else (key,)
+            raw = (key,) if len(known) == 1 else key  # attrgetter of one field gives the value itself
             values = {name: None if v in (None, "") else str(v) for name, v in zip(known, raw, strict=True)}
             judged[key] = filters.drops(values)
         dropper = judged[key]
