@@ -29,6 +29,7 @@ FILTERED_REASON = "dropped by the project's series import filter (as shown befor
 # Job option (core.plan): the series the server's series import filter was seen to drop before the upload,
 # as FilteredSeries.as_option() dicts. DICOM-zip has no per-file answer, so verification needs them.
 OPT_FILTERED = "filtered_series"
+SHOWN = 6  # series named in a job's message; the receipt lists them all
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,13 @@ def dropped_note(job: JobRow, files: Iterable[FileRow]) -> str:
     if not series:
         return ""
     count = sum(s.files for s in series)
-    names = ", ".join(s.name + ("" if len(series) == 1 else f" ({s.files} files)") for s in series)
+    names = ", ".join(s.name + ("" if len(series) == 1 else f" ({s.files} files)") for s in series[:SHOWN])
+    names += f" and {len(series) - SHOWN} more (see the receipt)" if len(series) > SHOWN else ""
     verb = "was" if len(series) == 1 else "were"
     return f"{len(series)} series ({count} file{'s' * (count != 1)}) {verb} {DROPPED_REASON}: {names}"
 
 
-def refused(files: Iterable[FileRow]) -> tuple[str, str] | None:
+def refused(files: Iterable[FileRow], rest_arrived: bool = True) -> tuple[str, str] | None:
     """(message, hint) for files XNAT refused for good, or ``None`` when there are none."""
     failed = [f for f in files if f.state is FileState.FAILED]
     if not failed:
@@ -84,7 +86,8 @@ def refused(files: Iterable[FileRow]) -> tuple[str, str] | None:
     n = len(failed)
     return (
         f"{n} file{'s were' if n != 1 else ' was'} not stored: XNAT refused {'them' if n != 1 else 'it'} although "
-        f"{'they are' if n != 1 else 'it is'} valid DICOM{said}. Everything else arrived.",
+        f"{'they are' if n != 1 else 'it is'} valid DICOM{said}. "
+        + ("Everything else arrived." if rest_arrived else "Nothing was stored."),
         "XNAT answers this way for trouble on the server (database, disk, anonymization script). Press Retry to "
         "send just these files again; if it keeps failing, send the details to your XNAT administrator.",
     )
@@ -94,7 +97,7 @@ def nothing_stored(files: list[FileRow]) -> UserError | None:
     """Why a job holds no session to commit, or ``None`` when every file was dropped (an outcome, not an error)."""
     if files and all(f.state is FileState.DROPPED for f in files):
         return None
-    problem = refused(files)
+    problem = refused(files, rest_arrived=False)
     if problem is not None:
         return UserError(*problem)
     return UserError("Nothing was sent: every file was rejected.", "See the rejected files in the receipt.")
