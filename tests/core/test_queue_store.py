@@ -237,3 +237,30 @@ def test_the_old_state_index_is_replaced_on_open(tmp_path):
         plan = store._read("EXPLAIN QUERY PLAN SELECT id FROM files WHERE job_id=? AND state='pending'", (job_id,))
         assert "files_job" in str(plan)
         assert len(store.unsent_files(job_id)) == 3
+
+
+def test_dropped_files_are_kept_apart_and_a_version_2_queue_upgrades(tmp_path):
+    """Files the server accepted but did not keep are never unsent again; a v2 queue opens as v3 unchanged."""
+    import sqlite3
+
+    from xnat_uploader.core.queue.store import SCHEMA_VERSION
+
+    path = tmp_path / "q.db"
+    with QueueStore(path) as store:
+        job_id = store.add_job(_spec(), _files(3))
+        ids = [f.id for f in store.files(job_id)]
+        store.mark_dropped(job_id, ids[:1], "dropped by the server (series import filter or anonymization script)")
+        store.mark_failed(job_id, ids[1:2], "unable to read DICOM object 1.2.dcm")
+        assert [f.id for f in store.unsent_files(job_id)] == ids[1:]
+        (dropped,) = store.files(job_id, [FileState.DROPPED])
+        assert dropped.id == ids[0]
+        assert "series import filter" in dropped.message
+        assert store.job(job_id).files_sent == 0
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=2")
+    db.close()
+    with QueueStore(path) as store:
+        assert [f.state for f in store.files(job_id)] == [FileState.DROPPED, FileState.FAILED, FileState.PENDING]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    db.close()

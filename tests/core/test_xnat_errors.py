@@ -127,3 +127,25 @@ def test_retry_after():
     assert isinstance(err, E.ServerError)
     assert err.transient
     assert err.retry_after is None
+
+
+def test_unable_to_read_a_valid_dicom_file_is_a_server_fault_worth_retrying():
+    """XNAT's gradual importer says "unable to read DICOM object" for any failure on the server: for a file
+    the scan read as DICOM it becomes a transient refusal that keeps XNAT's words; other 400s stay as they are."""
+    err = E.error_for_status(400, restlet("unable to read DICOM object 1.2.3.dcm"))
+    refused = E.refused_valid_file(err, "IM_0001")
+    assert isinstance(refused, E.FileRefusedError)
+    assert refused.transient
+    assert refused.detail == "unable to read DICOM object 1.2.3.dcm"
+    assert "IM_0001" in refused.message
+    assert "unable to read DICOM object 1.2.3.dcm" in refused.message
+    assert E.refused_valid_file(E.error_for_status(400, restlet("object x.dcm contains no SOP Class UID")), "x") is None
+    assert E.refused_valid_file(E.error_for_status(500, ""), "x") is None
+
+
+def test_a_gradual_file_is_named_by_its_uid_only_when_that_is_a_safe_path_segment():
+    from xnat_uploader.core.xnat.importer import stored_name
+
+    assert stored_name("1.2.840.113619.2.55.3") == "1.2.840.113619.2.55.3.dcm"
+    for unsafe in ("", "1.2/../3", "1.2.3?x=1", "1.2.3 ", "1..2", ".1.2", "1.2.", "1.2.3%2F", "9" * 65):
+        assert stored_name(unsafe) is None, unsafe

@@ -168,3 +168,21 @@ def test_not_signed_in_then_signed_in_and_transports(qtbot, sandbox, make_contro
     assert options["route"] is True
     assert options["destination"] == "prearchive"
     assert not form.advanced_box.destination_combo.isEnabled()
+
+
+def test_a_series_the_projects_filter_will_drop_is_named_before_the_upload(qtbot, sandbox, make_controller, make_index):
+    sandbox.set_series_filter("localizer", project="DEMO")  # XNAT will not keep series 1 "Localizer"
+    controller = make_controller()
+    controller.connect(sandbox.url, "admin", "admin")
+    form = _form(qtbot, controller, make_index(series=2, instances=3))
+    assert form.warning_label.isVisible()
+    text = form.warning_label.text()
+    assert text.startswith("XNAT will not keep 1 series (3 files) of this upload")
+    assert 'series 1 "Localizer"' in text
+    assert form.upload_button.isEnabled()  # a warning, not a problem
+    assert not form.reason_label.isVisible()
+
+    sandbox.set_series_filter("localizer", project="DEMO", enabled=False)
+    form.refresh_button.click()  # read the server's listings (and filters) again
+    qtbot.waitUntil(lambda: _ready(form), timeout=10000)
+    assert not form.warning_label.isVisible()

@@ -21,7 +21,11 @@ reach on a server:
   ``server.faults = None`` on a running server; syntax in :mod:`xnat_uploader.sandbox.faults`;
 * timers: ``auto_build_after=0.2, rebuild_tick=0.05`` (XNAT builds idle RECEIVING sessions after
   5 minutes), ``server.settings.build_seconds`` (how long an automatic build shows BUILDING);
-* ``server.set_anon_script(text, project=None, enabled=True)`` for the anonymization config endpoints.
+* ``server.set_anon_script(text, project=None, enabled=True)`` for the anonymization config endpoints;
+  ``server.set_series_filter("localizer\nscout", mode="blacklist", project=None, enabled=True)`` for a
+  series import filter (published by the config service and applied to gradual and zip imports);
+* gradual 400s that hide server faults: ``faults="gradual400_every=3"``, ``gradual400_at=N``,
+  ``gradual400_sop=UID``; ``server.settings.store_seconds`` (how long XNAT's file lock is held per file).
 * inbox imports run in the background: ``server.settings.inbox_file_delay`` (seconds per file) slows them.
 """
 

@@ -78,10 +78,11 @@ class Api(requests.Session):
         params.setdefault("import-handler", "DICOM-zip")
         return self.post("/data/services/import", params=params, data=data, headers={"Content-Type": "application/zip"})
 
-    def import_dicom(self, path: Path, **params: str) -> requests.Response:
+    def import_dicom(self, path: Path, name: str = "", **params: str) -> requests.Response:
+        """A gradual-DICOM POST; ``name`` goes after ``/data/services/import/`` (XNAT stores the file under it)."""
         params.setdefault("import-handler", "gradual-DICOM")
         return self.post(
-            "/data/services/import",
+            f"/data/services/import/{name}" if name else "/data/services/import",
             params=params,
             data=path.read_bytes(),
             headers={"Content-Type": "application/dicom"},

@@ -6,7 +6,9 @@ SI, XAR and inbox are in ``test_sandbox_import_other.py``.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -371,17 +373,40 @@ def test_importer_checks_follow_xnats_order_and_format_html(api, files):
     assert "Overwrite flag was not set to a valid option" in h3(r)
 
 
-def test_a_concurrent_send_of_the_same_instance_is_refused(sandbox, api, files):
-    from xnat_uploader.sandbox import sessions
+def test_concurrent_sends_collide_on_one_stored_name_whatever_the_instances(sandbox, tmp_path):
+    """XNAT locks a file by session, scan and stored name while it writes it: the first two files of a series
+    sent at the same moment as ``upload.dcm`` collide; named by their SOPInstanceUIDs they do not, but the
+    same instance twice at once still does."""
+    sandbox.settings.store_seconds = 0.4  # writing a file takes this long; the lock is held meanwhile
+    files = study(tmp_path, seed=5, series=3)
+    first, second, third = sorted({f.series_uid for f in files})
+    a, b = [f for f in files if f.series_uid == first][:2]
+    c, d = [f for f in files if f.series_uid == second][:2]
+    params = {"PROJECT_ID": "DEMO", "SUBJECT_ID": "S", "EXPT_LABEL": "C"}
+    seed = next(f for f in files if f.series_uid == third)
+    assert Api(sandbox.url).import_dicom(seed.path, **params).status_code == 200  # the session exists first
 
-    key = (files[0].study_uid, files[0].sop_instance_uid)
-    sessions._inflight.add(key)  # as if another request were storing this very instance right now
-    try:
-        r = api.import_dicom(files[0].path, PROJECT_ID="DEMO")
-    finally:
-        sessions._inflight.discard(key)
-    assert r.status_code == 400
-    assert h3(r) == "Concurrent file sends of the same data is not supported."
+    def together(*sends: tuple[object, str]) -> list[tuple[int, str]]:
+        gate = threading.Barrier(len(sends))
+
+        def one(send: tuple[object, str]) -> tuple[int, str]:
+            f, name = send
+            gate.wait()
+            r = Api(sandbox.url).import_dicom(f.path, name, **params)  # type: ignore[attr-defined]
+            return r.status_code, h3(r) if r.status_code != 200 else ""
+
+        with ThreadPoolExecutor(len(sends)) as pool:
+            return sorted(pool.map(one, sends))
+
+    assert together((a, ""), (b, "")) == [(200, ""), (400, "Concurrent file sends of the same data is not supported.")]
+    named = together((c, f"{c.sop_instance_uid}.dcm"), (d, f"{d.sop_instance_uid}.dcm"))
+    assert named == [(200, ""), (200, "")]
+    again = together((c, f"{c.sop_instance_uid}.dcm"), (c, f"{c.sop_instance_uid}.dcm"))
+    assert again == [(200, ""), (400, "Concurrent file sends of the same data is not supported.")]
+    [row] = sandbox.app.store.prearchive.values()
+    names = {scan.series_uid: set(scan.files) for scan in row.content.scans.values()}
+    assert names[second] == {f"{c.sop_instance_uid}.dcm", f"{d.sop_instance_uid}.dcm"}
+    assert names[first] == {"upload.dcm"}  # only the request that held the lock stored its file
 
 
 def test_idle_sessions_auto_archive_by_project_code_and_direct_archive(sandbox_factory, tmp_path, files):

@@ -53,6 +53,7 @@ from xnat_uploader.core.upload_choices import (
     upload_problems,
 )
 from xnat_uploader.core.xnat.listing import list_dicom_receivers
+from xnat_uploader.core.xnat.series_filter import series_name
 
 if TYPE_CHECKING:
     from xnat_uploader.core.xnat.client import XnatClient
@@ -276,6 +277,9 @@ def _plan(
     elif items:
         print(f"Found {len(items)} non-DICOM item(s) next to the DICOM (folders, documents); "
               "--with-resources attaches them to the session.", file=sys.stderr)  # fmt: skip
+    for job in plan.jobs:  # e.g. the series the project's series import filter will drop
+        for warning in job.warnings:
+            print(f"Warning ({job.session_label}): {warning}", file=sys.stderr)
     if not plan.ok:
         for problem in plan.problems:
             print(f"Error: {problem}", file=sys.stderr)
@@ -294,7 +298,8 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         {"project": j.project, "subject": j.subject, "session": j.session_label, "study_uid": j.study_uid,
          "files": len(j.files), "bytes": j.bytes, "description": j.description,
          "resources": [{"path": i.path, "resource": i.resource, "is_folder": i.is_folder, "files": i.files,
-                        "bytes": i.bytes} for i in j.resources]}
+                        "bytes": i.bytes} for i in j.resources],
+         "dropped_by_filter": [d.as_option() for d in j.filtered], "warnings": j.warnings}
         for j in plan.jobs
     ]  # fmt: skip
     if as_json:
@@ -304,6 +309,9 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         print(f"{r['project']}/{r['subject']}/{r['session']}: {r['files']:,} files, {human_bytes(r['bytes'])}")
         for i in r["resources"]:
             print(f"  + resource {i['resource']} <- {i['path']} ({i['files']} file(s), {human_bytes(i['bytes'])})")
+        for d in r["dropped_by_filter"]:
+            name = series_name(d["number"], d["description"])
+            print(f"  - {name}: {d['files']} of {d['total']} file(s) will be dropped by {d['reason']}")
 
 
 def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient | None, args: argparse.Namespace) -> int:

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 from xnat_uploader.core.attach import OPT_RESOURCES, to_options
 from xnat_uploader.core.dicom.index import DicomIndex, StudyNode, file_key
 from xnat_uploader.core.dicom.records import InstanceRecord
+from xnat_uploader.core.queue.outcomes import OPT_FILTERED
 from xnat_uploader.core.queue.store import FileSpec, JobRow, JobSpec, QueueStore
 from xnat_uploader.core.receipt import OPT_DUPLICATES
 from xnat_uploader.core.upload_choices import OnExisting, parse_on_existing
 from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive, list_subjects
+from xnat_uploader.core.xnat.series_filter import FilteredSeries, SeriesFilters, describe, predict, read_series_filters
 from xnat_uploader.core.xnat.transport import normalize_url
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ class Existing:
     subjects: frozenset[str] = frozenset()
     # StudyInstanceUID -> (place, session label) of studies already sent (prearchive rows carry the UID)
     studies: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # The site's and the project's series import filters, where they could be read (None: not asked).
+    series_filters: SeriesFilters | None = None
 
     def where(self, label: str) -> str | None:
         key = label.lower()
@@ -99,6 +103,9 @@ class PlannedJob:
     resources: list[ExamItem] = field(default_factory=list)  # non-DICOM items to attach (core.exam)
     # Other files holding an instance already in ``files`` (same SOPInstanceUID): (the copy, the one sent).
     duplicates: list[tuple[InstanceRecord, InstanceRecord]] = field(default_factory=list)
+    # Series the server's series import filter will drop on arrival (they are sent; XNAT does not store them).
+    filtered: list[FilteredSeries] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth knowing, not stopping the upload
 
     @property
     def bytes(self) -> int:
@@ -182,6 +189,10 @@ def plan_jobs(
             duplicates=duplicates,
         )
         _check_job(job, existing, merge, planned_labels)
+        if existing.series_filters is not None:
+            job.filtered = predict(existing.series_filters, files)
+            job.warnings += [w for w in (describe(job.filtered),) if w]
+            job.warnings += existing.series_filters.unpredictable()
         planned_labels[session.lower()] = uid
         plan.jobs.append(job)
     if not plan.jobs and not plan.problems:
@@ -265,7 +276,8 @@ def queued_labels(jobs: Iterable[JobRow], project: str, server_url: str | None =
 
 
 def existing_on_server(session: XnatSession, project: str, store: QueueStore | None = None) -> Existing:
-    """What ``project`` already holds (archive, prearchive, subjects) plus the unfinished queue.
+    """What ``project`` already holds (archive, prearchive, subjects) plus the unfinished queue, and the series
+    import filters that will act on uploads into it.
 
     Blocking server calls: run it on a worker thread (or the command line's main thread).
     """
@@ -276,6 +288,7 @@ def existing_on_server(session: XnatSession, project: str, store: QueueStore | N
         queue=queued_labels(store.jobs(), project, session.base_url) if store is not None else frozenset(),
         subjects=frozenset(s.label for s in list_subjects(session, project)),
         studies={s.study_uid: ("prearchive", s.name) for s in prearchived if s.study_uid},
+        series_filters=read_series_filters(session, project),
     )
 
 
@@ -287,12 +300,17 @@ def enqueue(
     Duplicate copies (:func:`one_per_instance`) are not queued; they are listed in the options
     (:data:`OPT_DUPLICATES`) so the receipt names them as not sent.
 
+    The series the server's filter will drop go into the options (:data:`OPT_FILTERED`): DICOM-zip's
+    verification needs them to tell a dropped series from a lost one.
+
     The job's ``resources`` go into its options (:data:`core.attach.OPT_RESOURCES`), attached once the session
     is in the archive.
     """
     opts = dict(options)
     if job.resources:
         opts[OPT_RESOURCES] = to_options(job.resources)
+    if job.filtered:
+        opts[OPT_FILTERED] = [s.as_option() for s in job.filtered]
     if job.duplicates:
         opts[OPT_DUPLICATES] = [
             {"path": copy.path, "member": copy.member, "same_as": file_key(kept.path, kept.member)}

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from xnat_uploader import __version__
+from xnat_uploader.core.queue.outcomes import dropped_series
 from xnat_uploader.core.queue.store import FileRow, FileState, JobRow
 from xnat_uploader.core.verify import VerifyResult
+from xnat_uploader.core.xnat.series_filter import series_name
 
 OPT_DUPLICATES = "duplicates_not_sent"  # job option (core.plan): copies of instances already in the job
 
@@ -45,6 +47,9 @@ def build_receipt(
          "reason": f"not sent: the same instance (SOPInstanceUID) as {d['same_as']}, which was sent"}
         for d in spec.options.get(OPT_DUPLICATES, ())
     ]  # fmt: skip
+    dropped = [d.as_receipt() for d in dropped_series(job, files)]
+    failed = [{"path": f.path, "member": f.member, "sop_uid": f.sop_uid, "reason": f.message}
+              for f in files if f.state is FileState.FAILED]  # fmt: skip
     return {
         "format": FORMAT,
         "app": f"xnat-uploader {__version__}",
@@ -65,6 +70,8 @@ def build_receipt(
             "bytes": sum(f.size for f in sent),
             "series": len({f.series_uid for f in sent}),
             "rejected": len(rejected),
+            "dropped": sum(d["files"] for d in dropped),
+            "failed": len(failed),
         },
         "verified": None
         if result is None
@@ -88,6 +95,8 @@ def build_receipt(
             for f in sent
         ],  # fmt: skip
         "rejected": rejected,
+        "dropped": dropped,  # per series: accepted by XNAT but not stored (filter or anonymization script)
+        "failed": failed,  # refused by XNAT although valid DICOM; the job's Retry sends them again
         **({"resources": resources} if resources is not None else {}),
         **({"strays": strays} if strays else {}),
     }
@@ -103,7 +112,9 @@ def receipt_text(receipt: dict[str, Any]) -> str:
         f"  study UID    {receipt['study_uid']}",
         f"  transport    {receipt['mode']}   options {json.dumps(receipt['options'], sort_keys=True)}",
         f"  time         {receipt['started']} -> {receipt['finished']}",
-        f"  sent         {c['files']} files, {c['bytes']:,} bytes, {c['series']} series; {c['rejected']} rejected",
+        f"  sent         {c['files']} files, {c['bytes']:,} bytes, {c['series']} series; {c['rejected']} rejected"
+        + (f", {c['dropped']} dropped by the server" if c.get("dropped") else "")
+        + (f", {c['failed']} refused by the server" if c.get("failed") else ""),
     ]
     verified = receipt["verified"]
     if verified:
@@ -115,6 +126,11 @@ def receipt_text(receipt: dict[str, Any]) -> str:
         lines.append(f"  rejected     {r['path']}{'!' + r['member'] if r['member'] else ''}: {r['reason']}")
     for s in receipt.get("strays") or ():
         lines.append(f"  also sent to {s['uri']}  ({s['files']} file(s) while XNAT had signed the upload out)")
+    for d in receipt.get("dropped") or ():
+        name = series_name(d["series_number"], d["description"])
+        lines.append(f"  dropped      {name}: {d['files']} file(s), {d['reason']}")
+    for r in receipt.get("failed") or ():
+        lines.append(f"  not stored   {r['path']}{'!' + r['member'] if r['member'] else ''}: {r['reason']}")
     for r in receipt.get("resources") or ():
         dups = f", {len(r['duplicates'])} already there (kept)" if r["duplicates"] else ""
         files = f", {r['files']} file(s)" if r.get("files") is not None else ""

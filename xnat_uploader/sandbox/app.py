@@ -39,6 +39,10 @@ class Settings:
     # XNAT's requireLogin site setting. False: an open site, where a request without a live session (an
     # expired one included) runs as the guest account instead of getting 401.
     require_login: bool = True
+    # Seconds storing one received DICOM file takes while its file lock is held (XNAT writes it and runs the
+    # site's anonymization script then): a second request for the same stored name meanwhile gets 400
+    # "Concurrent file sends". 0: at once.
+    store_seconds: float = 0.0
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -73,6 +77,7 @@ class App:
         self._log_lock = threading.Lock()
         self.started = time.time()
         self.anon_scripts: dict[str | None, object] = {}  # project ID (None: site) -> config.AnonScript
+        self.series_filters: dict[str | None, object] = {}  # the same, for seriesImportFilter/config
         self.requests_total = 0
         from xnat_uploader.sandbox.inbox import InboxJobs
 

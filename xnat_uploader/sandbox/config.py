@@ -1,8 +1,10 @@
-"""Anonymization script configuration (xnat-api.md section 8): the config service and XAPI views.
+"""The config service's two tools an uploader reads: anonymization scripts (xnat-api.md section 8,
+also their XAPI views) and series import filters (``seriesImportFilter/config``, xnat-api.md 14).
 
-Tests set scripts with :meth:`SandboxServer.set_anon_script`; a missing script is XNAT's 404 (or
-204 with ``accept-not-found=true``), a disabled one is returned with ``status: disabled``. The
-sandbox stores scripts; it does not apply them to received files.
+Tests set them with :meth:`SandboxServer.set_anon_script` and :meth:`SandboxServer.set_series_filter`;
+a missing one is XNAT's 404 (or 204 with ``accept-not-found=true``), a disabled one is returned with
+``status: disabled``. The sandbox stores anonymization scripts without applying them; series import
+filters act on received files (:mod:`xnat_uploader.sandbox.filters`).
 """
 
 from __future__ import annotations
@@ -30,19 +32,23 @@ class AnonScript:
 
 def register(router: Router, app: App) -> None:
     scripts: dict[str | None, AnonScript] = app.anon_scripts  # None = site-wide
+    filters: dict[str | None, AnonScript] = app.series_filters  # type: ignore[assignment]
 
-    def answer(request: Request, key: str | None, path: str) -> Response:
-        script = scripts.get(key)
+    def answer(
+        request: Request, key: str | None, path: str, tool: str = "anon", configs: dict | None = None
+    ) -> Response:
+        configs = scripts if configs is None else configs
+        script = configs.get(key)
         if script is None:
             if request.flag("accept-not-found"):
                 return Response(204, b"", "text/plain")
-            raise HttpError(404, f"Couldn't find config for user {request.user.login} on tool [anon] path [{path}]")
+            raise HttpError(404, f"Couldn't find config for user {request.user.login} on tool [{tool}] path [{path}]")
         if request.flag("contents"):
             if not script.enabled:
-                raise HttpError(404, f"The config for tool [anon] path [{path}] is disabled")
+                raise HttpError(404, f"The config for tool [{tool}] path [{path}] is disabled")
             return Response.text(script.contents)
         row = {
-            "tool": "anon",
+            "tool": tool,
             "path": path,
             "project": key or "",
             "user": "admin",
@@ -77,6 +83,14 @@ def register(router: Router, app: App) -> None:
             return Response(204, b"", "text/plain")
         return Response.text(script.contents)
 
+    def filter_site(request: Request) -> Response:
+        return answer(request, None, "config", "seriesImportFilter", filters)
+
+    def filter_project(request: Request, project: str) -> Response:
+        return answer(request, project_for(app, request, project).id, "config", "seriesImportFilter", filters)
+
+    router.add("GET", r"/(?:data|REST)/config/seriesImportFilter/config", filter_site)
+    router.add("GET", r"/(?:data|REST)/projects/(?P<project>[^/]+)/config/seriesImportFilter/config", filter_project)
     router.add("GET", r"/(?:data|REST)/config/anon/script", site_config)
     router.add(
         "GET", r"/(?:data|REST)/projects/(?P<project>[^/]+)/config/anon/projects/(?P<other>[^/]+)", project_config

@@ -21,6 +21,15 @@ A fault spec is a comma-separated list of ``key=value`` items (``--faults`` on t
 ``path=PREFIX``
     Only requests whose path starts with PREFIX are counted and faulted (e.g.
     ``path=/data/services/import``). Without it every request counts.
+``gradual400_every=N``
+    Every Nth gradual-DICOM request that carries a valid DICOM file is answered 400 "unable to read
+    DICOM object <name>" and nothing is stored: how XNAT's gradual importer answers any failure on
+    the server (database, disk, anonymization script; xnat-api.md 14). Counted apart from ``path``.
+``gradual400_at=N``
+    Same, for the Nth such request only.
+``gradual400_sop=UID``
+    Same, for every request carrying the instance with this SOPInstanceUID (a fault that does not
+    go away until the faults are changed).
 
 Example: ``"http500_every=5,drop_body_at=3,slow=0.5,expire_after=20,path=/data/services/import"``.
 An empty spec (or ``"none"``) turns every fault off.
@@ -34,7 +43,7 @@ from dataclasses import dataclass, fields
 
 from xnat_uploader.sandbox.httpd import DropConnection, HttpError, Request
 
-_INT_KEYS = ("http500_every", "drop_body_at", "drop_body_every", "expire_after")
+_INT_KEYS = ("http500_every", "drop_body_at", "drop_body_every", "expire_after", "gradual400_every", "gradual400_at")
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class FaultSpec:
     slow: float = 0.0
     expire_after: int = 0
     path: str = ""
+    gradual400_every: int = 0
+    gradual400_at: int = 0
+    gradual400_sop: str = ""
 
     @classmethod
     def parse(cls, spec: str | FaultSpec | None) -> FaultSpec:
@@ -76,7 +88,7 @@ class FaultSpec:
                     values[key] = raw
             except ValueError:
                 raise ValueError(f"bad value for fault {key!r}: {raw!r}") from None
-            if key != "path" and values[key] < 0:  # type: ignore[operator]
+            if not isinstance(values[key], str) and values[key] < 0:  # type: ignore[operator]
                 raise ValueError(f"fault {key!r} must not be negative")
         return cls(**values)  # type: ignore[arg-type]
 
@@ -103,7 +115,8 @@ class FaultInjector:
             self._requests = 0
             self._bodies = 0
             self._drop_once_done = False
-            self.injected: dict[str, int] = {"http500": 0, "drop": 0, "slow": 0}
+            self._gradual = 0
+            self.injected: dict[str, int] = {"http500": 0, "drop": 0, "slow": 0, "gradual400": 0}
         return parsed
 
     def _counted(self, request: Request) -> bool:
@@ -148,6 +161,23 @@ class FaultInjector:
         body.on_read = on_read
         if body.length is not None and body.length <= 1:
             raise DropConnection()
+
+    def refuse_gradual(self, sop_uid: str) -> bool:
+        """Called by the gradual-DICOM handler for each valid file: True means answer 400 without storing it."""
+        spec = self.spec
+        if not (spec.gradual400_every or spec.gradual400_at or spec.gradual400_sop):
+            return False
+        with self._lock:
+            self._gradual += 1
+            n = self._gradual
+            refuse = (
+                (bool(spec.gradual400_every) and n % spec.gradual400_every == 0)
+                or n == spec.gradual400_at
+                or sop_uid == spec.gradual400_sop
+            )
+            if refuse:
+                self.injected["gradual400"] += 1
+        return refuse
 
     def session_expired(self, uses: int) -> bool:
         """Whether a JSESSION used ``uses`` times is past the ``expire_after`` budget."""

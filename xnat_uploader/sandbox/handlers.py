@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xnat_uploader.sandbox import sessions
-from xnat_uploader.sandbox.dicomio import NotDicom, read_header
+from xnat_uploader.sandbox import filters, sessions
+from xnat_uploader.sandbox.dicomio import DicomInfo, NotDicom, read_header
 from xnat_uploader.sandbox.httpd import HttpError, Request
 from xnat_uploader.sandbox.sessions import ArchiveFailure, Target
 from xnat_uploader.sandbox.store import UNASSIGNED, PrearcSession, Store
@@ -210,17 +210,29 @@ def run(app: App, request: Request, name: str, upload: Upload | None) -> list[st
 
 
 def gradual(app: App, request: Request, upload: Upload) -> list[str]:
-    """One DICOM object; any failure is XNAT's 400 ``unable to read DICOM object <name>``."""
+    """One DICOM object; any failure is XNAT's 400 ``unable to read DICOM object <name>``. A file the series
+    import filters reject is not stored: no URI, so 200 with an empty body."""
     target = target_from(request, gradual=True)
+
+    def screen(project: str, info: DicomInfo, path: Path) -> bool:
+        if app.faults.refuse_gradual(info.sop_uid):  # a server-side failure, answered as XNAT does
+            raise HttpError(400, f"unable to read DICOM object {upload.name}")
+        return filters.keeps(app, project, info, path)
+
     try:
-        session = sessions.receive(app.store, request.user, target, upload.path, upload.name, upload.size)
+        session = sessions.receive(
+            app.store, request.user, target, upload.path, upload.name, upload.size,
+            screen=screen, hold=app.settings.store_seconds,
+        )  # fmt: skip
     except NotDicom as err:
         raise HttpError(400, str(err)) from None
-    return [sessions.receiver_uri(session)]
+    return [] if session is None else [sessions.receiver_uri(session)]
 
 
 def dicom_zip(app: App, request: Request, upload: Upload) -> list[str]:
-    """Each entry imported as gradual-DICOM would; then ``action=commit`` builds (and AA archives)."""
+    """Each entry imported as gradual-DICOM would (series import filters included: rejected entries add
+    nothing, so an archive of only those answers 200 with an empty body); then ``action=commit`` builds
+    (and AA archives)."""
     kind = archive_kind(upload.name)
     if kind is None:
         fmt = upload.name.rsplit(".", 1)[-1].upper() if "." in upload.name else "UNKNOWN"
@@ -239,10 +251,16 @@ def dicom_zip(app: App, request: Request, upload: Upload) -> list[str]:
     )
     touched: list[PrearcSession] = []
     last_error: str | None = None
-    found = False
+
+    def screen(project: str, info: DicomInfo, path: Path) -> bool:
+        return filters.keeps(app, project, info, path)
+
     for entry, temp, size in iter_entries(app.store, upload.path, kind):
         try:
-            session = sessions.receive(app.store, request.user, target, temp, entry.rsplit("/", 1)[-1], size)
+            session = sessions.receive(
+                app.store, request.user, target, temp, entry.rsplit("/", 1)[-1], size,
+                screen=screen, hold=app.settings.store_seconds,
+            )  # fmt: skip
         except NotDicom as err:
             last_error = str(err).replace(entry.rsplit("/", 1)[-1], entry, 1)
             if not ignore:
@@ -250,10 +268,9 @@ def dicom_zip(app: App, request: Request, upload: Upload) -> list[str]:
             continue
         finally:
             temp.unlink(missing_ok=True)
-        found = True
-        if session not in touched:
+        if session is not None and session not in touched:
             touched.append(session)
-    if not found and last_error:
+    if not touched and last_error:  # DicomZipImporter: no URI at all, and an unparsable entry was skipped
         raise HttpError(400, last_error)
     if action != "commit":
         return [sessions.receiver_uri(s) for s in touched]

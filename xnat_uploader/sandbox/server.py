@@ -130,6 +130,20 @@ class SandboxServer:
         scripts = self.app.anon_scripts
         scripts[project] = make_script(contents, enabled, scripts.get(project))  # type: ignore[arg-type]
 
+    def set_series_filter(
+        self, patterns: str, *, mode: str = "blacklist", project: str | None = None, enabled: bool = True
+    ) -> None:
+        """Store a site-wide (``project=None``) or project series import filter, as XNAT's config service holds
+        it (``{"mode": ..., "list": ...}``; one regular expression per line, ``[Field]`` lines switch the
+        field). Enabled, it drops matching files on arrival (:mod:`xnat_uploader.sandbox.filters`)."""
+        import json
+
+        from xnat_uploader.sandbox.config import make_script
+
+        contents = json.dumps({"mode": mode, "list": patterns})
+        configs = self.app.series_filters
+        configs[project] = make_script(contents, enabled, configs.get(project))  # type: ignore[arg-type]
+
     def set_faults(self, spec: str | FaultSpec | None) -> FaultSpec:
         """Change faults on a running server (counters restart); ``None``/``""`` turns them off."""
         return self.app.set_faults(spec)
@@ -158,7 +172,7 @@ class SandboxServer:
     @property
     def stats(self) -> dict[str, int]:
         """Counters for tests: ``logins`` (sessions created), ``live_sessions``, ``requests`` answered,
-        and the faults injected so far (``http500``, ``drop``, ``slow``)."""
+        and the faults injected so far (``http500``, ``drop``, ``slow``, ``gradual400``)."""
         return {
             "logins": self.app.auth.logins,
             "live_sessions": self.app.auth.live_sessions(),

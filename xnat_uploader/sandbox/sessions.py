@@ -96,22 +96,41 @@ def resolve_project(store: Store, user: User, ref: str | None, info: DicomInfo |
     return UNASSIGNED
 
 
-def receive(store: Store, user: User, target: Target, path: Path, name: str, size: int) -> PrearcSession:
+Screen = Callable[[str, DicomInfo, Path], bool]
+
+
+def receive(
+    store: Store, user: User, target: Target, path: Path, name: str, size: int,
+    *, screen: Screen | None = None, hold: float = 0.0,
+) -> PrearcSession | None:  # fmt: skip
     """One DICOM object into its prearchive (or direct-archive) session: gradual-DICOM's rules.
 
     Raises :class:`NotDicom` for unreadable input and ``HttpError(400)`` for a concurrent send of
-    the same instance. The file at ``path`` is moved into the session.
+    the same stored file. The file at ``path`` is moved into the session. ``screen(project, info,
+    path)`` runs once the project is known (series import filters; it may raise an ``HttpError``):
+    False drops the file, and ``None`` is returned. ``hold`` is how long storing takes (seconds).
+
+    XNAT locks each file by session, scan and stored name while writing it (and running the site's
+    anonymization script), and refuses a second request for the same lock with "Concurrent file
+    sends" (GradualDicomImporter): two files uploaded under one name at the same moment collide,
+    whatever instances they hold.
     """
     info = read_header(path, name)
-    key = (info.study_uid, info.sop_uid)
+    if screen is not None and not screen(resolve_project(store, user, target.project, info), info, path):
+        return None
+    with store.lock:
+        session = _find_or_create(store, user, target, info)
+        stored_name = f"{info.sop_uid}.dcm" if target.rename else name
+        lock = store.lock_name(session.content, info, stored_name)
+    key = (session.project, session.timestamp, session.folder, info.series_number, info.series_uid, lock)
     with _inflight_lock:
         if key in _inflight:
             raise HttpError(400, "Concurrent file sends of the same data is not supported.")
         _inflight.add(key)
     try:
+        if hold:
+            time.sleep(hold)
         with store.lock:
-            session = _find_or_create(store, user, target, info)
-            stored_name = f"{info.sop_uid}.dcm" if target.rename else name
             store.add_dicom(session.content, info, path, stored_name, size)
             session.touched = time.monotonic()
             session.lastmod = now_sql()

@@ -414,6 +414,15 @@ class Store:
             self.prearchive[(project, session.timestamp, session.folder)] = session
 
     # -- storing DICOM ------------------------------------------------------------------------
+    def lock_name(self, content: Content, info: DicomInfo, name: str) -> str:
+        """The stored name a file is locked by while it is written (see :meth:`add_dicom`): the uploaded
+        name, unless another instance holds it (then a name of the instance's own, ``<SOP UID>-*``)."""
+        with self.lock:
+            safe = _safe_name(name) or f"{info.sop_uid}.dcm"
+            scan = content.series_index().get(info.series_uid)
+            existing = scan.files.get(safe) if scan is not None else None
+            return safe if existing is None or existing.sop_uid == info.sop_uid else f"{info.sop_uid}-*"
+
     def add_dicom(self, content: Content, info: DicomInfo, source: Path, name: str, size: int) -> StoredFile:
         """Move an already written file into ``content``'s scan folder and record it.
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from xnat_uploader.core import strays
 from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
 from xnat_uploader.core.errors import Cancelled, UserError
+from xnat_uploader.core.queue import outcomes
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
 from xnat_uploader.core.receipt import build_receipt, write_receipt
 from xnat_uploader.core.transfer.base import ProgressFn, ProgressMeter, RetryPolicy, TransferContext, Transport
@@ -109,7 +110,8 @@ def run_job(
     try:
         result = _run(ctx, transport)
         note, resources = "", None
-        if (result is None or result.ok) and job.spec.options.get(OPT_RESOURCES):  # the job's non-DICOM items
+        stored = bool(store.files(job_id, [FileState.SENT]))  # False: XNAT dropped every file, no session
+        if (result is None or result.ok) and stored and job.spec.options.get(OPT_RESOURCES):  # non-DICOM items
             meter.set_phase("attaching")
             note, resources = attach_for_job(store, session, job_id, cancel=control.cancel_event)
         unassigned = strays.listed(store, job_id)  # copies XNAT kept while it ran us as guest
@@ -124,8 +126,16 @@ def run_job(
                 "Retry the job to send the missing series again.",
             )  # fmt: skip
             return JobState.FAILED
+        files = store.files(job_id)
+        refused = outcomes.refused(files)
+        if refused is not None:  # the rest arrived and is committed; Retry sends just these
+            store.set_state(job_id, JobState.FAILED, *refused)
+            return JobState.FAILED
         done = result.summary() if result else _unverified(store, job_id)
-        done = "; ".join(part for part in (done, note, strays.note(unassigned)) if part)
+        dropped = outcomes.dropped_note(store.job(job_id), files)
+        if not stored:
+            done = outcomes.all_dropped_message(store.job(job_id), files)
+        done = "; ".join(part for part in (done, dropped if stored else "", note, strays.note(unassigned)) if part)
         store.set_state(job_id, JobState.DONE, done)
         meter.set_phase("done", done)
         return JobState.DONE
@@ -169,7 +179,10 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
         else:
             uri = store.job(job_id).uri
             if not uri:
-                raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+                problem = outcomes.nothing_stored(store.files(job_id))
+                if problem is None:
+                    return None  # XNAT dropped every file: nothing to commit
+                raise problem
             ctx.check_cancel()
             store.set_state(job_id, JobState.COMMITTING)
             ctx.meter.set_phase("committing")
@@ -187,6 +200,7 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
             ctx.meter.set_phase("verifying")
             sent_files = store.files(job_id, [FileState.SENT])
             result = ctx.retry.run(lambda u=uri, s=sent_files: verify(ctx.session, u, s), ctx.cancel)
+            result = outcomes.settle_filtered(store, store.job(job_id), result, sent_files)
         if result.ok or round_ == 1:
             return result
         missing = result.missing_series_uids()

@@ -19,7 +19,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: files.sop_class and files.transfer_syntax (from the scan, for C-STORE)
+# 2: files.sop_class and files.transfer_syntax (from the scan, for C-STORE)
+# 3: files.state may be 'dropped' (nothing to migrate; an older program must not open such a queue)
+SCHEMA_VERSION = 3
 
 
 class JobState(str, Enum):
@@ -46,6 +48,9 @@ class FileState(str, Enum):
     SENT = "sent"
     FAILED = "failed"
     REJECTED = "rejected"  # refused by the server for good (e.g. not DICOM); never re-sent
+    # Accepted by the server but not stored (a series import filter or an anonymization script's reject):
+    # an outcome of the upload, not an error; never re-sent.
+    DROPPED = "dropped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +334,14 @@ class QueueStore:
             self._db.executemany(
                 "UPDATE files SET state=?, attempts=attempts+1, message=? WHERE id=? AND job_id=?",
                 ((state.value, message, i, job_id) for i in file_ids),
+            )
+
+    def mark_dropped(self, job_id: int, file_ids: Sequence[int], message: str) -> None:
+        """Record files the server accepted but did not keep (``message`` says why, in plain words)."""
+        with self._lock:
+            self._db.executemany(
+                "UPDATE files SET state=?, attempts=attempts+1, message=? WHERE id=? AND job_id=?",
+                ((FileState.DROPPED.value, message, i, job_id) for i in file_ids),
             )
 
     def reset_files(self, job_id: int, file_ids: Sequence[int] | None = None) -> None:

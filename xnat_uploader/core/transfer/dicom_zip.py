@@ -4,7 +4,9 @@ XNAT imports every entry of a DICOM-zip like a gradual-DICOM file and merges the
 StudyInstanceUID and label (xnat-api.md 3.6-3.7), so batches of one session can go in parallel and
 all answer with the same prearchive URI. The first batch goes alone, so the session exists before
 the others arrive. A batch is acknowledged as a whole; a batch that fails half-way is sent again
-whole (re-sent instances replace themselves: entry names are the SOPInstanceUIDs).
+whole (re-sent instances replace themselves: entry names are the SOPInstanceUIDs). A batch answered
+with an empty body was dropped whole by the server (a series import filter or an anonymization
+script): its files are recorded as dropped, never sent again (:mod:`core.queue.outcomes`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from xnat_uploader.core.errors import Cancelled
+from xnat_uploader.core.queue.outcomes import DROPPED_REASON
 from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.transfer.base import (
     AnyEvent,
@@ -119,25 +122,29 @@ class DicomZipTransport:
         batches = plan_batches(files, settings, max(1, ctx.workers))
         options = uploader_options(ctx, ImportHandler.DICOM_ZIP)
         stop = AnyEvent(ctx.cancel, threading.Event())
-        uri = self._send_batch(ctx, batches[0], options, stop, settings)
-        sent = len(batches[0])
-        rest = batches[1:]
+        # A batch whose every file XNAT dropped creates no session, so the next one goes alone.
+        uri: str | None = None
+        first = 0
+        while first < len(batches) and uri is None:
+            uri = self._send_batch(ctx, batches[first], options, stop, settings)
+            first += 1
+        rest = batches[first:]
         others = run_parallel(
             lambda batch: self._send_batch(ctx, batch, options, stop, settings), rest, ctx.workers, stop, "zip-batch"
         )
-        for other, batch in zip(others, rest, strict=True):
-            if other != uri:
+        for other in others:
+            if other is not None and other != uri:
                 raise E.MultipleSessionsError(
                     "XNAT put the batches of one session into two prearchive sessions.",
                     "Open the prearchive, check both sessions and archive or delete them; then upload again.",
                     detail=f"{uri} / {other}",
                 )
-            sent += len(batch)
-        return SendResult(uri, sent)
+        return SendResult(uri or ctx.job.uri, len(files))
 
     def _send_batch(
         self, ctx: TransferContext, batch: list[FileRow], options: ImportOptions, stop: AnyEvent, settings: ZipSettings
-    ) -> str:
+    ) -> str | None:
+        """Send one batch; the session URI, or ``None`` when XNAT kept none of its files (recorded as dropped)."""
         members = [_member(f) for f in batch]
         by_name = {m.arcname: f for m, f in zip(members, batch, strict=True)}
         level = settings.compress_level
@@ -161,7 +168,7 @@ class DicomZipTransport:
             stream.sha256 = digests  # filled while it is read
             return stream
 
-        def attempt() -> str:
+        def attempt() -> str | None:
             if stop.is_set():
                 raise Cancelled()
             try:
@@ -175,17 +182,14 @@ class DicomZipTransport:
                 ctx.meter.undo_bytes(sent_bytes[0])  # these bytes will be sent again (or never)
                 sent_bytes[0] = 0
                 raise
-            if result.uri is None:
-                raise E.UnexpectedResponseError(
-                    "XNAT accepted the batch but kept none of its files.",
-                    "A series import filter or anonymization script of the project may reject them; ask the "
-                    "project owner.",
-                )
             return result.uri
 
         uri = ctx.retry.run(attempt, stop, on_retry=lambda exc: ctx.meter.set_phase("retrying", exc.message))
         ctx.meter.add_bytes(payload - sent_bytes[0])
-        ctx.store.mark_sent(ctx.job.id, [f.id for f in by_name.values()], [digests.get(n, "") for n in by_name])
+        if uri is None:  # 200 with an empty body: a series import filter or an anonymization script kept nothing
+            ctx.store.mark_dropped(ctx.job.id, [f.id for f in by_name.values()], DROPPED_REASON)
+        else:
+            ctx.store.mark_sent(ctx.job.id, [f.id for f in by_name.values()], [digests.get(n, "") for n in by_name])
         ctx.meter.add_files(len(batch))
         if ctx.meter.phase == "retrying":
             ctx.meter.set_phase("sending")

@@ -1,10 +1,18 @@
 """gradual-DICOM transport: one ``application/dicom`` POST per file, in parallel over keep-alive connections.
 
 XNAT files each object into the prearchive session of (project, StudyInstanceUID, label) and
-answers with that session's URI (xnat-api.md 3.6). Every acknowledged file is recorded in the
-queue store at once, so after a crash or restart only the files without an acknowledgement are
-sent again. Sending the same file twice at the same moment is refused by XNAT ("Concurrent file
-sends"), which cannot happen here: each file is in exactly one worker's hands.
+answers with that session's URI (xnat-api.md 3.6). Every answer is recorded in the queue store at
+once, so after a crash or restart only the files without one are sent again. Each file is sent as
+``/data/services/import/<SOPInstanceUID>.dcm``: XNAT stores it under that name, so the first files of
+a series sent at the same moment do not collide on XNAT's default name ``upload.dcm`` ("Concurrent
+file sends", :func:`~xnat_uploader.core.xnat.importer.stored_name`).
+
+Two answers are outcomes, not errors (xnat-api.md 14): 200 with an empty body means XNAT dropped the
+file (a series import filter or an anonymization script): it is recorded as dropped and never sent
+again. 400 "unable to read DICOM object" for a file the scan read as DICOM hides a fault on the
+server: it is sent again with back-off, and if it keeps failing it is recorded as failed with XNAT's
+words while the other files go on (the job's Retry sends it again). Several files in a row refused
+like that mean the server itself is in trouble: the job stops.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import logging
 import threading
 
 from xnat_uploader.core.errors import Cancelled
+from xnat_uploader.core.queue.outcomes import DROPPED_REASON
 from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.transfer.base import (
     AnyEvent,
@@ -25,9 +34,11 @@ from xnat_uploader.core.transfer.base import (
     uploader_options,
 )
 from xnat_uploader.core.xnat import errors as E
-from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, import_data
+from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, import_data, stored_name
 
 log = logging.getLogger(__name__)
+
+REFUSED_IN_A_ROW = 3  # files refused for good one after another, with none stored between: stop the job
 
 
 class GradualTransport:
@@ -38,20 +49,31 @@ class GradualTransport:
             return SendResult(ctx.job.uri, 0)
         options = uploader_options(ctx, ImportHandler.GRADUAL_DICOM)
         stop = AnyEvent(ctx.cancel, threading.Event())
-        # The first file alone creates the prearchive session; the rest then merge into it.
-        uris = {self._send_one(ctx, files[0], options, stop)}
-        uris.update(
-            run_parallel(lambda f: self._send_one(ctx, f, options, stop), files[1:], ctx.workers, stop, "gradual")
+        refused = _RefusedRow()
+        # One file alone creates the prearchive session; the rest then merge into it. A file that is dropped or
+        # refused creates nothing, so the next one goes alone.
+        uris: set[str] = set()
+        first = 0
+        while first < len(files) and not uris:
+            uri = self._send_one(ctx, files[first], options, stop, refused)
+            uris.update([uri] if uri else [])
+            first += 1
+        rest = run_parallel(
+            lambda f: self._send_one(ctx, f, options, stop, refused), files[first:], ctx.workers, stop, "gradual"
         )
+        uris.update(u for u in rest if u)
         if len(uris) > 1:
             raise E.MultipleSessionsError(
                 "XNAT put the files of one session into several prearchive sessions.",
                 "Open the prearchive, check the sessions and archive or delete them; then upload again.",
                 detail=" / ".join(sorted(uris)),
             )
-        return SendResult(uris.pop(), len(files))
+        return SendResult(uris.pop() if uris else ctx.job.uri, len(files))
 
-    def _send_one(self, ctx: TransferContext, f: FileRow, options: ImportOptions, stop: AnyEvent) -> str:
+    def _send_one(
+        self, ctx: TransferContext, f: FileRow, options: ImportOptions, stop: AnyEvent, refused: _RefusedRow
+    ) -> str | None:
+        """Send one file; its session URI, or ``None`` when XNAT dropped or refused it (both recorded)."""
         if stop.is_set():
             raise Cancelled()
         with open_source(f.path, f.member) as fh:
@@ -61,20 +83,57 @@ class GradualTransport:
                 f"{f.member or f.path} changed size since it was scanned ({f.size} -> {len(data)} bytes).",
                 "Scan the folder again before uploading; files must not change during an upload.",
             )
+        name = stored_name(f.sop_uid)
 
-        def attempt() -> str:
+        def attempt() -> str | None:
             if stop.is_set():
                 raise Cancelled()
-            result = import_data(ctx.session, data, options, server=ctx.server, on_stray=stray_recorder(ctx, 1))
-            if result.uri is None:
-                raise E.UnexpectedResponseError(
-                    "XNAT accepted a file but kept none of it.",
-                    "A series import filter or anonymization script of the project may reject it; ask the project "
-                    "owner.",
+            try:
+                result = import_data(
+                    ctx.session, data, options, server=ctx.server, name=name, on_stray=stray_recorder(ctx, 1)
                 )
+            except E.NonDicomFileError as exc:
+                raise E.refused_valid_file(exc, f.member or f.path) or exc from None
             return result.uri
 
-        uri = ctx.retry.run(attempt, stop, on_retry=lambda exc: ctx.meter.set_phase("retrying", exc.message))
-        ctx.store.mark_sent(ctx.job.id, [f.id], [hashlib.sha256(data).hexdigest()])
+        try:
+            uri = ctx.retry.run(attempt, stop, on_retry=lambda exc: ctx.meter.set_phase("retrying", exc.message))
+        except E.FileRefusedError as exc:
+            log.warning("XNAT refused %s after %d tries: %s", f.sop_uid, ctx.retry.attempts, exc.detail)
+            ctx.store.mark_failed(ctx.job.id, [f.id], exc.detail)
+            refused.add(exc)
+            return None
+        refused.reset()
+        if uri is None:
+            ctx.store.mark_dropped(ctx.job.id, [f.id], DROPPED_REASON)
+        else:
+            ctx.store.mark_sent(ctx.job.id, [f.id], [hashlib.sha256(data).hexdigest()])
         ctx.meter.add(len(data), 1)
         return uri
+
+
+class _RefusedRow:
+    """Counts files refused for good one after another (from every sending thread); too many stop the job."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def add(self, exc: E.FileRefusedError) -> None:
+        with self._lock:
+            self._count += 1
+            count = self._count
+        if count >= REFUSED_IN_A_ROW:
+            raise E.FileRefusedError(
+                f"XNAT refused {count} files in a row although they are valid DICOM (XNAT says: {exc.detail}). "
+                "The server seems to be in trouble (its database, its disk or an anonymization script), so the "
+                "upload stopped.",
+                "Ask your XNAT administrator to look at the server's log; then press Retry: only the files not "
+                "stored yet are sent.",
+                status=exc.status,
+                detail=exc.detail,
+            )
+
+    def reset(self) -> None:
+        with self._lock:
+            self._count = 0

@@ -119,6 +119,14 @@ class NonDicomFileError(BadRequestError):
     """A file in the upload is not DICOM, so XNAT refused the whole request."""
 
 
+class FileRefusedError(BadRequestError):
+    """XNAT did not store a file that is valid DICOM. Its gradual importer answers any failure on the server
+    (database, disk, anonymization script) with 400 "unable to read DICOM object <name>" (xnat-api.md 14), so
+    sending it again later may work."""
+
+    transient = True
+
+
 class NoDicomError(BadRequestError):
     """The upload contained no DICOM at all."""
 
@@ -467,6 +475,20 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+def refused_valid_file(exc: XnatError, what: str) -> FileRefusedError | None:
+    """``exc`` as :class:`FileRefusedError` when it is XNAT's "unable to read DICOM object" for ``what``, a file
+    the scan read as valid DICOM; ``None`` for any other error (e.g. "contains no SOP Class UID")."""
+    if not isinstance(exc, NonDicomFileError) or not exc.detail.lower().startswith("unable to read dicom object"):
+        return None
+    return FileRefusedError(
+        f"XNAT did not store {what}, although it is a valid DICOM file (XNAT says: {exc.detail}). XNAT answers "
+        "this way for trouble on the server: its database, its disk or an anonymization script.",
+        "It is sent again a few times. If it keeps failing, send the details to your XNAT administrator.",
+        status=exc.status,
+        detail=exc.detail,
+    )
 
 
 def server_too_old(feature: str, needed: str, found: str | None) -> ServerTooOldError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,6 +268,24 @@ class ImportResult:
         return [u for u in self.uris if "/direct-archive/" in u]
 
 
+_UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+
+def stored_name(sop_uid: str) -> str | None:
+    """The file name to give a gradual-DICOM upload: ``<SOPInstanceUID>.dcm``, or ``None`` if the UID is not
+    digits and dots (then it is never put into a URL, and XNAT names the file itself).
+
+    XNAT stores an in-body upload under the path segment after ``/data/services/import/``, else as
+    ``upload.dcm`` (``SecureResource.getFileWritersAndLoadParams``, ``RequestUtil.deriveFileName``), and locks
+    the file by scan and stored name while writing it (``GradualDicomImporter.call``): two first files of a
+    series sent at the same moment as ``upload.dcm`` collide ("Concurrent file sends", 400); one name per
+    instance does not, and a re-sent instance replaces its own file.
+    """
+    if 0 < len(sop_uid) <= 64 and _UID.fullmatch(sop_uid):
+        return f"{sop_uid}.dcm"
+    return None
+
+
 def import_data(
     session: XnatSession,
     body: Body,
@@ -275,6 +294,7 @@ def import_data(
     server: ServerInfo | None = None,
     timeout: tuple[float, float] | None = None,
     on_stray: Callable[[tuple[str, ...]], None] | None = None,
+    name: str | None = None,
 ) -> ImportResult:
     """Send one upload to the import service and return the URIs it answers with.
 
@@ -288,6 +308,9 @@ def import_data(
     first copy in ``strays``; or the project is unknown or not writable (XNAT does not fail then,
     xnat-api.md 11.3): :class:`ProjectAccessError` is raised, the Unassigned session named in its ``detail``.
     ``on_stray`` is called with the strays whenever there are some, also when sending again failed.
+
+    ``name`` (from :func:`stored_name`) is sent as the path segment after ``/data/services/import/``: the name
+    XNAT gives the stored file.
     """
     options.validate(server, has_body=body is not None)
     headers = {}
@@ -309,7 +332,7 @@ def import_data(
     try:
         with session.request(
             "POST",
-            "/data/services/import",
+            f"/data/services/import/{name}" if name else "/data/services/import",
             params=options.params(),
             body=body,
             headers=headers,

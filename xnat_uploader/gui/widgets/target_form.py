@@ -37,6 +37,7 @@ from xnat_uploader.gui.widgets.study_table import StudyTable
 from xnat_uploader.gui.widgets.upload_options import UploadOptions
 
 RED_STYLE = "color: #b00000"
+WARN_STYLE = "color: #9a5b00"  # worth knowing before the upload, not stopping it
 BAD_FIELD = "border: 1px solid #b00000; background: #ffecec"  # a field whose value is refused
 
 
@@ -73,6 +74,10 @@ class TargetForm(QWidget):
         self.reason_label = QLabel(self)
         self.reason_label.setStyleSheet(RED_STYLE)
         self.reason_label.setWordWrap(True)
+        self.warning_label = QLabel(self)  # e.g. the series the project's series import filter will drop
+        self.warning_label.setStyleSheet(WARN_STYLE)
+        self.warning_label.setWordWrap(True)
+        self.warning_label.hide()
         self.status_label = QLabel(self)
         self.status_label.setWordWrap(True)
 
@@ -117,7 +122,10 @@ class TargetForm(QWidget):
         grid.addWidget(self.subject_combo, 0, 6)
         grid.addWidget(self.session_label, 0, 7)
         grid.addWidget(self.session_edit, 0, 8)
-        grid.addWidget(self.reason_label, 1, 1, 1, 8)
+        messages = QVBoxLayout()
+        messages.addWidget(self.reason_label)
+        messages.addWidget(self.warning_label)
+        grid.addLayout(messages, 1, 1, 1, 8)
         transport_row = QHBoxLayout()
         transport_row.addWidget(QLabel(self.tr("Transport"), self))
         for button in self.transport_buttons.values():
@@ -234,6 +242,7 @@ class TargetForm(QWidget):
         self.study_table.setVisible(multi)
         if self._index is None or not self._studies:
             self.plan_result = None
+            self.warning_label.hide()
             return self._show([self.tr("Nothing selected: open a folder and tick the series to upload.")], False)
         submitted = self._submitted is not None and self._submitted == self._submission_key()
         plan = self.controller.plan(
@@ -272,6 +281,9 @@ class TargetForm(QWidget):
             problems += job_problems
         elif any(not j.ok for j in plan.jobs):
             problems.append(self.tr("Some studies have problems: see the table."))
+        warnings = [f"{j.session_label}: {w}" if multi else w for j in plan.jobs for w in j.warnings]
+        self.warning_label.setText("\n".join(dict.fromkeys(warnings)))
+        self.warning_label.setVisible(bool(warnings) and not submitted)
         checking = bool(project) and not self._listing_error and self._listing is None
         self._show([] if submitted else problems, checking, len(plan.jobs), submitted)
         return None
