@@ -54,7 +54,11 @@ def params(entry) -> dict[str, list[str]]:
 
 
 def requests_to(sandbox, path: str, since: int = 0) -> list[dict[str, list[str]]]:
-    return [params(r) for r in sandbox.request_log[since:] if r.path == path and r.method == "POST"]
+    """POSTs to ``path`` or below it (gradual files go to ``/data/services/import/<SOP UID>.dcm``)."""
+    return [
+        params(r) for r in sandbox.request_log[since:]
+        if (r.path == path or r.path.startswith(path + "/")) and r.method == "POST"
+    ]  # fmt: skip
 
 
 def commits(sandbox, since: int = 0) -> list[dict[str, list[str]]]:
