@@ -35,7 +35,7 @@ def build_receipt(
     """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any."""
     sent = [f for f in files if f.state is FileState.SENT]
     spec = job.spec
-    refused = (f for f in files if f.state is FileState.REJECTED)
+    refused = (f for f in files if f.state in (FileState.REJECTED, FileState.FAILED))  # not delivered, and why
     rejected = [{"path": f.path, "member": f.member, "reason": f.message} for f in refused]
     rejected += [
         {"path": d["path"], "member": d["member"],

@@ -120,6 +120,13 @@ def run_job(
             return JobState.FAILED
         done = result.summary() if result else _unverified(store, job_id)
         done = f"{done}; {note}" if note else done
+        missing = not_delivered(store, job_id)
+        if missing:  # the others arrived; these files did not, each with its reason
+            count, names, hint = missing
+            store.set_state(job_id, JobState.FAILED, f"{done}; {count}: {names}.",
+                            f"{hint} The receipt lists each file with its reason.")  # fmt: skip
+            meter.set_phase("done", count)
+            return JobState.FAILED
         store.set_state(job_id, JobState.DONE, done)
         meter.set_phase("done", done)
         return JobState.DONE
@@ -218,7 +225,11 @@ def _find_cstore_session(ctx: TransferContext) -> VerifyResult | None:
     store, job_id, spec = ctx.store, ctx.job.id, ctx.job.spec
     sent_files = store.files(job_id, [FileState.SENT])
     if not sent_files:
-        raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+        missing = not_delivered(store, job_id)
+        if missing is None:
+            raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+        count, names, hint = missing  # file names in the hint: the message goes to the log, names do not
+        raise E.UnexpectedResponseError(f"Nothing was sent: {count}.", f"{names}. {hint}")
     if ctx.session is None or not spec.study_uid:
         return None
     store.set_state(job_id, JobState.VERIFYING)
@@ -231,6 +242,24 @@ def _find_cstore_session(ctx: TransferContext) -> VerifyResult | None:
     if rows[0].status != "READY":
         return None
     return ctx.retry.run(lambda: verify(ctx.session, rows[0].uri, sent_files), ctx.cancel)
+
+
+def not_delivered(store: QueueStore, job_id: int, shown: int = 3) -> tuple[str, str, str] | None:
+    """The job's files that were refused or failed: (count, names with reasons, hint); ``None`` when none.
+
+    The job ends failed with it although the other files arrived: the user must see which did not.
+    """
+    files = store.files(job_id, [FileState.REJECTED, FileState.FAILED])
+    if not files:
+        return None
+    named = [f"{Path(f.member or f.path).name} ({f.message.removeprefix('Not sent: ').rstrip('.')})" for f in files]
+    more = f"; and {len(files) - shown} more" if len(files) > shown else ""
+    count = f"{len(files)} of {store.job(job_id).files_total} files not delivered"
+    if any(f.state is FileState.FAILED for f in files):
+        hint = "Retry the job to send the failed files again."
+    else:
+        hint = "The receiver refused them for good."
+    return count, "; ".join(named[:shown]) + more, hint
 
 
 def _unverified(store: QueueStore, job_id: int) -> str:
