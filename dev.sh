@@ -8,12 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${XNAT_UPLOADER_VENV:-.venv}
-# Qt (offscreen and xcb), fonts, dcmtk for the DICOM interop tests; binutils (PyInstaller's objdump),
-# nsis and wine for the packaging tests (the Windows installer is compiled and run under wine64).
+# Qt (offscreen and xcb), fonts, dcmtk and orthanc (a PACS) for the DICOM interop tests; binutils
+# (PyInstaller's objdump), nsis and wine for the packaging tests (the Windows installer is compiled and
+# run under wine64).
 APT_PACKAGES=(
   libgl1 libegl1 libglib2.0-0 libxkbcommon0 libfontconfig1 libfreetype6 libdbus-1-3 fonts-dejavu-core
   xvfb xauth libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
-  dcmtk
+  dcmtk orthanc
   binutils nsis wine wine64
 )
 
@@ -39,6 +40,11 @@ ensure_system() {
   done
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  # The tests start their own Orthanc; the system service the package enables is not wanted.
+  if [[ " ${missing[*]} " == *" orthanc "* ]] && command -v systemctl >/dev/null; then
+    local sudo=""; if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+    $sudo systemctl disable --now orthanc >/dev/null 2>&1 || true
+  fi
 }
 
 ensure_venv() {

@@ -2,6 +2,7 @@
 
     python benchmarks/cstore.py --quick     # 600 MR files (~80 MB), one round, < 30 s
     python benchmarks/cstore.py             # 2,000 MR files (~265 MB), three rounds, medians
+    python benchmarks/cstore.py --interop   # files delivered, ours vs storescu, into storescp and Orthanc
 
 Every tool sends the same corpus (one MR study, 4 series of 256x256 16-bit instances of ~130 KB,
 explicit and implicit VR alternating by series) to the same dcmtk ``storescp`` (``--fork``, so
@@ -20,6 +21,12 @@ DICOM payload, the client's CPU seconds (``os.wait4``); then storescp's output f
 every SOPInstanceUID must be there (default file names carry it). For ours, "send" is the queue's
 own time from the first job's start to the last job's end (no interpreter start, scan or plan).
 The targets (DESIGN.md 4) compare whole-process files/s: ours >= 1.0x storescu, >= 3x xnatctl.
+
+``--interop`` counts instead of timing: pydicom's test files that carry a session's UIDs (a zoo of
+transfer syntaxes and of files that bend the standard) sent by ours (``upload --mode cstore``) and by
+``storescu -nh`` (go on after a failed file; its default stops at the first) into storescp and into
+Orthanc (Debian's ``orthanc``). Printed: the distinct SOPInstanceUIDs each receiver holds after each
+tool (target: ours >= storescu into each), and the protocol errors in Orthanc's log (target: none).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from tests.peers import find_dcmtk  # noqa: E402 - needs the checkout on sys.path
+from tests.peers import Orthanc, find_dcmtk  # noqa: E402 - needs the checkout on sys.path
 
 AET = "STORESCP"
 TOOLS = ["ours-1", "ours-4", "storescu", "xnatctl"]
@@ -103,6 +110,8 @@ class StoreSCP:
                 raise SystemExit("storescp did not start")
             time.sleep(0.02)
 
+    aet = AET
+
     def take(self) -> set[str]:
         """SOPInstanceUIDs received since the last call (default names: MR.<uid>), emptying the folder."""
         uids = {p.name.split(".", 1)[1] for p in self.out.iterdir()}
@@ -139,16 +148,18 @@ def send_seconds(home: Path) -> float | None:
     return end - start if start and end else None
 
 
-def run_tool(tool: str, folder: Path, scp: StoreSCP, work: Path, xnat_url: str) -> Run:
+def run_tool(tool: str, folder: Path, scp: StoreSCP | Orthanc, work: Path, xnat_url: str) -> Run:
     home = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=work))
     env = {**os.environ, "HOME": str(home), "XNAT_UPLOADER_CONFIG_DIR": str(home / "config"),
            "XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(home / ".config")}  # fmt: skip
     port = str(scp.port)
     if tool.startswith("ours"):
         cmd = [sys.executable, "-m", "xnat_uploader", "upload", str(folder), "-P", "BENCH", "--mode", "cstore",
-               "--host", "127.0.0.1", "--port", port, "--called-aet", AET, "--workers", tool.split("-")[1]]  # fmt: skip
-    elif tool == "storescu":
-        cmd = [dcmtk("storescu"), "-aec", AET, "+sd", "+r", "-pdu", "131072", "127.0.0.1", port, str(folder)]
+               "--host", "127.0.0.1", "--port", port, "--called-aet", scp.aet,
+               "--workers", tool.split("-")[1]]  # fmt: skip
+    elif tool.startswith("storescu"):
+        halt = ["-nh"] if tool == "storescu-nh" else []
+        cmd = [dcmtk("storescu"), *halt, "-aec", scp.aet, "+sd", "+r", "-pdu", "131072", "127.0.0.1", port, str(folder)]
         env["TCP_NODELAY"] = "1"
     else:
         base = [sys.executable, "-m", "xnatctl"]
@@ -159,7 +170,12 @@ def run_tool(tool: str, folder: Path, scp: StoreSCP, work: Path, xnat_url: str) 
                "--called-aet", AET, "-q"]  # fmt: skip
     wall, cpu, rc = timed(cmd, env)
     time.sleep(0.2)  # storescp's forked children finish writing the last files
-    run = Run(tool, wall, cpu, len(scp.take()), rc)
+    if isinstance(scp, Orthanc):
+        arrived = len(scp.sop_instance_uids())
+        scp.clear()
+    else:
+        arrived = len(scp.take())
+    run = Run(tool, wall, cpu, arrived, rc)
     if tool.startswith("ours"):
         run.send = send_seconds(home)
     shutil.rmtree(home, ignore_errors=True)
@@ -171,7 +187,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--quick", action="store_true", help="600 files, one round (< 30 s)")
     ap.add_argument("--rounds", type=int, default=0, help="rounds (default: 1 with --quick, else 3)")
     ap.add_argument("--only", default=",".join(TOOLS), help="comma-separated tools")
+    ap.add_argument("--interop", action="store_true", help="files delivered into storescp and Orthanc, no timing")
     args = ap.parse_args(argv)
+    if args.interop:
+        return interop()
     name = "quick" if args.quick else "full"
     rounds = args.rounds or (1 if args.quick else 3)
     tools = [t for t in args.only.split(",") if t]
@@ -202,6 +221,39 @@ def main(argv: list[str]) -> int:
             sandbox.stop()
         shutil.rmtree(work, ignore_errors=True)
     return report(runs, len(uids), size)
+
+
+def interop() -> int:
+    """pydicom's session files by ours and storescu into storescp and Orthanc: instances delivered."""
+    from tests.dicomgen import pydicom_session_files
+
+    work = Path(tempfile.mkdtemp(prefix="cstore-interop-"))
+    files = pydicom_session_files()
+    folder = work / "corpus"  # one flat folder (names numbered: two packages may share a name)
+    folder.mkdir()
+    for n, path in enumerate(files):
+        shutil.copyfile(path, folder / f"{n:03d}_{path.name}")
+    print(f"  corpus: {len(files)} of pydicom's test files with the UIDs a session needs", flush=True)
+    rows, ok = [], True
+    for name in ("storescp", "orthanc"):
+        receiver: StoreSCP | Orthanc = StoreSCP(work / "received") if name == "storescp" else Orthanc(work / "orthanc")
+        if isinstance(receiver, Orthanc):
+            receiver.start()
+        try:
+            counts = {tool: run_tool(tool, folder, receiver, work, "").arrived for tool in ("ours-1", "storescu-nh")}
+            errors = [line for line in receiver.log.splitlines() if "DIMSE" in line or "Odd Fragment" in line] if (
+                isinstance(receiver, Orthanc)) else []  # fmt: skip
+        finally:
+            receiver.stop()
+        ok &= counts["ours-1"] >= counts["storescu-nh"] and not errors
+        rows.append((name, counts["ours-1"], counts["storescu-nh"], len(errors)))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\n  {'receiver':<10} {'ours':>5} {'storescu -nh':>13} {'protocol errors (Orthanc log)':>30}")
+    for name, ours, theirs, errors in rows:
+        print(f"  {name:<10} {ours:>5} {theirs:>13} {errors if name == 'orthanc' else '-':>30}")
+    verdict = "met" if ok else "NOT met"
+    print(f"\n  target (DESIGN.md 4: ours >= storescu into every receiver, no protocol error): {verdict}")
+    return 0 if ok else 1
 
 
 def report(runs: dict[str, list[Run]], files: int, size: int) -> int:

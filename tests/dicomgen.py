@@ -1,17 +1,21 @@
 """Test-data helper: realistic synthetic DICOM plus the odd cases a scanner meets in the wild.
 
 The realistic corpus comes from :mod:`xnat_uploader.sandbox.synthetic` (the demo mode uses it too);
-this module adds the awkward files and folders. Everything is written by our own code.
+this module adds the awkward files and folders. Everything is written by our own code, except
+:func:`pydicom_session_files`, which picks from pydicom's own test files.
 """
 
 from __future__ import annotations
 
 import os
 import tarfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydicom
+from pydicom.data import get_testdata_files
 from pydicom.fileset import FileSet
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, JPEGBaseline8Bit
 
@@ -28,7 +32,25 @@ from xnat_uploader.sandbox.synthetic import (
     write_dataset,
 )
 
-__all__ = ["OddCorpus", "make_odd_corpus", "write_corpus", "plan_corpus", "write_one"]
+__all__ = ["OddCorpus", "make_odd_corpus", "write_corpus", "plan_corpus", "write_one", "pydicom_session_files"]
+SESSION_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def pydicom_session_files() -> list[Path]:
+    """pydicom's test files (``get_testdata_files()``: the bundled ones, plus pydicom-data's when installed)
+    that pydicom reads as DICOM and that carry the four UIDs a session needs: a zoo of transfer syntaxes
+    and of files that bend the standard, for the C-STORE interop tests and benchmark."""
+    found = []
+    for name in get_testdata_files():
+        try:
+            with warnings.catch_warnings():  # pydicom's remarks on files that bend the standard: expected here
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(name, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - not a DICOM file (JSON, text, broken on purpose): not in the corpus
+            continue
+        if all(k in ds for k in SESSION_UIDS):
+            found.append(Path(name))
+    return found
 
 
 def write_one(path: Path, seed: int = 99, preamble: bool = True, transfer_syntax: str | None = None, **fields) -> Path:

@@ -118,6 +118,7 @@ _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b
 _VRS = _LONG_VRS | {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN", b"SH"}
 _VRS |= {b"SL", b"SQ", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 _SHORT_VRS = _VRS - _LONG_VRS
+VALID_VRS, LONG_VRS = _VRS, _LONG_VRS  # the same lists for the C-STORE encoding check (transfer/encoding.py)
 
 _EXPLICIT = struct.Struct("<I2sH")  # key, VR, 16-bit length
 _IMPLICIT = struct.Struct("<IL")  # key, 32-bit length

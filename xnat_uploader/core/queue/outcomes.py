@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from xnat_uploader.core.errors import UserError
@@ -90,6 +91,27 @@ def refused(files: Iterable[FileRow], rest_arrived: bool = True) -> tuple[str, s
         + ("Everything else arrived." if rest_arrived else "Nothing was stored."),
         "XNAT answers this way for trouble on the server (database, disk, anonymization script). Press Retry to "
         "send just these files again; if it keeps failing, send the details to your XNAT administrator.",
+    )
+
+
+def not_delivered(files: list[FileRow], shown: int = 3) -> tuple[str, str] | None:
+    """(message, hint) for a C-STORE job's files the receiver refused or that failed, or ``None`` when none.
+
+    The job ends failed although the others arrived: the user must see which did not. File names (which may
+    carry a patient's name) go in the hint only; the message is also written to the app's log.
+    """
+    missing = [f for f in files if f.state in (FileState.REJECTED, FileState.FAILED)]
+    if not missing:
+        return None
+    named = [f"{Path(f.member or f.path).name} ({f.message.removeprefix('Not sent: ').rstrip('.')})" for f in missing]
+    more = f"; and {len(missing) - shown} more" if len(missing) > shown else ""
+    if any(f.state is FileState.FAILED for f in missing):
+        what = "Retry the job to send the failed files again."
+    else:
+        what = "The receiver refused them for good."
+    return (
+        f"{len(missing)} of {len(files)} files not delivered.",
+        f"{'; '.join(named[:shown])}{more}. {what} The receipt lists each file with its reason.",
     )
 
 

@@ -127,9 +127,11 @@ def run_job(
             )  # fmt: skip
             return JobState.FAILED
         files = store.files(job_id)
-        refused = outcomes.refused(files)
-        if refused is not None:  # the rest arrived and is committed; Retry sends just these
+        # The rest arrived (and is committed); these did not, each with its reason. Retry sends just the failed.
+        refused = outcomes.not_delivered(files) if job.spec.mode == "cstore" else outcomes.refused(files)
+        if refused is not None:
             store.set_state(job_id, JobState.FAILED, *refused)
+            meter.set_phase("done", refused[0])
             return JobState.FAILED
         done = result.summary() if result else _unverified(store, job_id)
         dropped = outcomes.dropped_note(store.job(job_id), files)
@@ -205,7 +207,8 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
             return result
         missing = result.missing_series_uids()
         store.log(job_id, "resend", result.summary())
-        store.reset_files(job_id, [f.id for f in sent_files if f.series_uid in missing])
+        # The files sent now (a C-STORE job's too; dropped ones are no longer SENT): the short series go again.
+        store.reset_files(job_id, [f.id for f in store.files(job_id, [FileState.SENT]) if f.series_uid in missing])
     return result
 
 
@@ -217,7 +220,10 @@ def _find_cstore_session(ctx: TransferContext) -> VerifyResult | None:
     store, job_id, spec = ctx.store, ctx.job.id, ctx.job.spec
     sent_files = store.files(job_id, [FileState.SENT])
     if not sent_files:
-        raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+        missing = outcomes.not_delivered(store.files(job_id))
+        if missing is None:
+            raise E.UnexpectedResponseError("Nothing was sent: every file was rejected.", "See the rejected files.")
+        raise E.UnexpectedResponseError(f"Nothing was sent: {missing[0]}", missing[1])
     if ctx.session is None or not spec.study_uid:
         return None
     store.set_state(job_id, JobState.VERIFYING)

@@ -2,17 +2,24 @@
 
 The settings live in the job's options, so a resumed job finds them again (see :data:`OPTION_KEYS`).
 A run goes: C-ECHO (a plain message when the receiver cannot be reached or refuses us); read each
-file's SOP class and transfer syntax from its header; propose exactly those pairs (at most 128 per
+file's SOP class and transfer syntax from its header; propose those pairs, each with the transfer
+syntaxes the file can be converted to without loss (:data:`.encoding.LOSSLESS`; at most 128 per
 association, more kinds make more association groups); split each group over ``workers``
-associations in parallel threads; each association is reused for all its files. The wire work is in
-:mod:`.dimse`, which keeps the GIL mostly released (socket calls, hashing), so threads are enough.
+associations in parallel threads; each association is reused for all its files. A file goes in its
+own transfer syntax when the receiver takes it, else converted by pydicom; a file whose bytes a
+receiver could not read as they are (odd length, implicit VR under an explicit header) is made right
+first (:mod:`.encoding`). The wire work is in :mod:`.dimse`, which keeps the GIL mostly released
+(socket calls, hashing), so threads are enough.
 
 Per instance, the receiver's status decides: success and warnings (0xB000, 0xB006, 0xB007) are
 recorded as sent (in small batches, see :class:`_Acks`; warnings also in the job history); "out of
-resources" (0xA7xx, XNAT's answer to a server error), a lost association or a late answer
-re-associate and send the file again with backoff; every other refusal (0x0122 SOP class not
-supported, 0xA9xx, 0xCxxx ...) rejects that file for good. A restart sends only the files not yet
-acknowledged.
+resources" (0xA7xx, XNAT's answer to a server error) re-associates and sends the file again with
+backoff; every other refusal (0x0122 SOP class not supported, 0xA9xx, 0xCxxx ...) rejects that file
+for good, and the job goes on with the others. A lost association or a late answer re-associates and
+sends the file again, at most :data:`FILE_TRIES` times (twice after a time-out): a receiver that
+keeps breaking off on one file gets that file marked failed, and the job goes on; on
+:data:`DROPS_IN_A_ROW` files in a row the receiver is the problem and the job stops. A restart sends
+only the files not yet acknowledged.
 
 XNAT does not answer a C-STORE with a session URI: its receiver files the data into the prearchive
 itself and builds the session later. So :meth:`CStoreTransport.send` returns ``uri=""``; the runner
@@ -23,7 +30,6 @@ is written into PatientComments of the sent copy (xnat-api.md 10.2), never into 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 import time
@@ -40,12 +46,14 @@ from xnat_uploader.core.transfer.base import AnyEvent, SendResult, TransferConte
 from xnat_uploader.core.transfer.dimse import (
     Association,
     DicomError,
+    DicomTimeoutError,
     Endpoint,
     NoContextError,
-    dataset_offset,
+    OddLengthError,
     group_contexts,
-    read_meta,
 )
+from xnat_uploader.core.transfer.encoding import LOSSLESS, CannotSendError, dataset_to_send, read_meta, sendable
+from xnat_uploader.core.transfer.store_status import is_retryable, is_warning, refusal, status_words
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ OPTION_KEYS = (OPT_HOST, OPT_PORT, OPT_CALLED, OPT_CALLING, OPT_ROUTE, OPT_TIMEO
 DEFAULT_CALLING_AET = "XNATUPLOAD"
 MAX_LOGGED_WARNINGS = 20  # per run, one history line each; the rest are counted
 ACK_BATCH, ACK_SECONDS = 16, 0.5  # acknowledged files are recorded in the queue at least this often
+FILE_TRIES = 3  # sends of one file on fresh associations after a drop, before the file is marked failed
+DROPS_IN_A_ROW = 3  # files failed that way one after the other: the receiver is the problem, the job stops
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,10 @@ class CStoreTransport:
         stats = _Stats()
         stop = AnyEvent(ctx.cancel, threading.Event())
         jobs: list[tuple[list[tuple[str, str]], list[_Item]]] = []
-        for contexts in group_contexts([(i.sop_class, i.transfer_syntax) for i in items]):
+        kinds: dict[str, set[str]] = {}
+        for i in items:
+            kinds.setdefault(i.sop_class, set()).update(sendable(i.transfer_syntax))
+        for contexts in group_contexts(kinds):
             wanted = set(contexts)
             group = [i for i in items if (i.sop_class, i.transfer_syntax) in wanted]
             # Contiguous slices keep each series together on one association, in order.
@@ -228,36 +241,58 @@ class CStoreTransport:
         """Send ``items`` over one association, re-associating after a break. Runs on a pool thread."""
         assoc: Association | None = None
         acks = _Acks(ctx)
+        comment = self._routing(ctx, settings)
         attempts = 0  # failed tries of the current file
+        drops = 0  # files in a row marked failed because the receiver broke off on them
         i = 0
         try:
             while i < len(items):
                 if stop.is_set():
                     raise Cancelled()
                 item = items[i]
+                if assoc is not None and assoc.peer_closed():
+                    assoc = None  # the receiver ended it while idle (its idle time-out): no fault of this file
                 if assoc is None:
                     assoc = self._associate(ctx, settings.endpoint, contexts, stop)
                     if assoc is None:  # the receiver takes none of these kinds of data
                         for rest in items[i:]:
                             self._reject_all(ctx, [rest], stats, _not_accepted(rest))
                         return
-                if (item.sop_class, item.transfer_syntax) not in assoc.accepted:
+                send_as = next((ts for ts in sendable(item.transfer_syntax)
+                                if (item.sop_class, ts) in assoc.accepted), None)  # fmt: skip
+                if send_as is None:
                     self._reject_all(ctx, [item], stats, _not_accepted(item))
                     i += 1
                     continue
                 data = self._read(item)
                 digest: list[str] = []
                 try:
-                    payload = self._payload(ctx, settings, item, data)
+                    payload = dataset_to_send(data, item.transfer_syntax, send_as, comment)
                     answer = assoc.store(
-                        item.sop_class, item.row.sop_uid, item.transfer_syntax, payload,
+                        item.sop_class, item.row.sop_uid, send_as, payload,
                         while_waiting=lambda d=data, out=digest: out.append(hashlib.sha256(d).hexdigest()),
                     )  # fmt: skip
+                except CannotSendError as exc:  # found before a byte went out: the association goes on
+                    self._reject_all(ctx, [item], stats, exc.reason)
+                    i += 1
+                    continue
+                except OddLengthError as exc:  # the same (dataset_to_send makes data sets even; never sent odd)
+                    self._reject_all(ctx, [item], stats, exc.message.rstrip("."))
+                    i += 1
+                    continue
                 except DicomError as exc:
                     assoc = None  # closed by the failure; re-associate for this file
                     attempts += 1
-                    self._back_off(ctx, item, exc, attempts, stop)
+                    tries = min(ctx.retry.attempts, 2 if isinstance(exc, DicomTimeoutError) else FILE_TRIES)
+                    if exc.transient and attempts >= tries:
+                        drops += 1
+                        self._give_up_on(ctx, item, exc, attempts, drops)
+                        attempts = 0
+                        i += 1
+                        continue
+                    self._back_off(ctx, item, exc, attempts, stop)  # waits; raises when it cannot help
                     continue
+                drops = 0
                 status = answer.status
                 if status == 0x0000 or is_warning(status):
                     acks.add(item.row.id, digest[0], len(data))
@@ -277,8 +312,7 @@ class CStoreTransport:
                     self._back_off(ctx, item, busy, attempts, stop)
                     continue
                 else:
-                    reason = f"refused by the DICOM receiver: 0x{status:04X} {status_words(status)}"
-                    self._reject_all(ctx, [item], stats, reason + (f" ({answer.comment})" if answer.comment else ""))
+                    self._reject_all(ctx, [item], stats, refusal(status, answer.comment))
                 attempts = 0
                 i += 1
         finally:
@@ -306,6 +340,22 @@ class CStoreTransport:
         ctx.meter.set_phase("sending")
 
     @staticmethod
+    def _give_up_on(ctx: TransferContext, item: _Item, exc: DicomError, attempts: int, drops: int) -> None:
+        """The receiver failed ``attempts`` times on ``item``: mark it failed (a retry of the job sends it
+        again) and go on, unless that happened to ``drops`` files in a row: then stop the job."""
+        ctx.store.mark_failed(ctx.job.id, [item.row.id], (
+            f"Not sent: the DICOM receiver failed on this file each of the {attempts} times it was sent (it broke off "
+            f"the connection or did not answer); its log may say why. Last time: {exc.message}"))  # fmt: skip
+        log.warning("C-STORE of %s given up after %d tries (%s)", item.row.sop_uid, attempts, type(exc).__name__)
+        if drops >= DROPS_IN_A_ROW:
+            raise DicomError(
+                f"The DICOM receiver failed on {drops} files in a row (it broke off the connection or did not answer); "
+                "the upload stopped.",
+                "Check the receiver's log and settings, then retry the job: it sends only what did not arrive.",
+                detail=exc.message,
+            )
+
+    @staticmethod
     def _on_retry(ctx: TransferContext) -> Any:
         return lambda exc: ctx.meter.set_phase("retrying", exc.message)
 
@@ -323,23 +373,12 @@ class CStoreTransport:
         return data
 
     @staticmethod
-    def _payload(ctx: TransferContext, settings: CStoreSettings, item: _Item, data: bytes) -> memoryview:
-        """The dataset bytes to send: the file's own (not decoded), or with ``route`` a changed copy."""
+    def _routing(ctx: TransferContext, settings: CStoreSettings) -> str | None:
+        """With ``route``, the PatientComments written into each sent copy (never into the user's file)."""
         if not settings.route:
-            return memoryview(data)[dataset_offset(data) :]
-        import pydicom  # only for routed copies: the plain path never decodes a file
-        from pydicom.uid import UID
-
+            return None
         spec = ctx.job.spec
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        if "TransferSyntaxUID" not in ds.file_meta:  # a raw dataset without file meta
-            ds.file_meta.TransferSyntaxUID = UID(item.transfer_syntax)
-        # Replace, not append: an older "Project: X" in the comment would otherwise win.
-        ds.PatientComments = routing_comment(spec.project, spec.subject, spec.session_label)
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)  # same transfer syntax; pixel data left as it was
-        copy = out.getvalue()
-        return memoryview(copy)[dataset_offset(copy) :]
+        return routing_comment(spec.project, spec.subject, spec.session_label)
 
     # -- outcomes -------------------------------------------------------------------------------------
     @staticmethod
@@ -367,34 +406,13 @@ class CStoreTransport:
         ctx.meter.set_phase("sending", f"{total} instance(s) stored with warnings")
 
 
-# Status words (PS3.7 C, PS3.4 B.2.3) in words, and what to do about them.
-def status_words(status: int) -> str:
-    if status in (0xB000, 0xB006, 0xB007):
-        return {0xB000: "coercion of data elements", 0xB006: "elements discarded",
-                0xB007: "data set does not match SOP class"}[status]  # fmt: skip
-    if 0xA700 <= status <= 0xA7FF:
-        return "out of resources"
-    if 0xA900 <= status <= 0xA9FF:
-        return "data set does not match SOP class"
-    if 0xC000 <= status <= 0xCFFF:
-        return "cannot understand"
-    return {0x0117: "invalid SOP instance", 0x0122: "SOP class not supported", 0x0124: "not authorised",
-            0x0210: "duplicate invocation", 0x0211: "unrecognised operation", 0x0212: "mistyped argument",
-            0x0213: "resource limitation", 0x0001: "warning", 0x0107: "attribute list error",
-            0x0116: "attribute value out of range"}.get(status, "unknown status")  # fmt: skip
-
-
-def is_warning(status: int) -> bool:
-    return status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF
-
-
-def is_retryable(status: int) -> bool:
-    """Worth sending again later: the receiver was out of resources (XNAT says 0xA700 for server errors)."""
-    return 0xA700 <= status <= 0xA7FF or status == 0x0213
-
-
 def _not_accepted(item: _Item) -> str:
-    return f"the DICOM receiver does not accept {_name(item.sop_class)} in {_name(item.transfer_syntax)}"
+    """Why ``item`` cannot go to this receiver: none of its sendable transfer syntaxes was accepted."""
+    syntaxes = " or ".join(_name(ts) for ts in sendable(item.transfer_syntax))
+    said = f"the DICOM receiver does not accept {_name(item.sop_class)} in {syntaxes}"
+    if item.transfer_syntax in LOSSLESS:
+        return f"{said}: it accepts none of the encodings this file can be sent in"
+    return f"{said}, the only encoding this file can be sent in (it is not converted)"
 
 
 def _name(uid: str) -> str:

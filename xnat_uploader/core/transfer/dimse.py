@@ -8,6 +8,12 @@ is the blocking loop: one socket with TCP_NODELAY, the file's dataset bytes sent
 (never decoded) in large P-DATA-TF PDUs, then one blocking read of the response with a
 short time-out. A lost or late response ends the association (abort) and the caller re-associates.
 
+Two rules of PS3.8 a receiver enforces: every PDV fragment has an even length (so a dataset of odd
+length is refused here before anything is sent; :mod:`.encoding` makes it even), and no PDU is longer
+than the peer's maximum. What the peer sends is read within the limit we announced, never trusted
+beyond it: a longer PDU ends the association instead of being allocated. An A-ABORT or a closed
+connection is noticed at once, also between the PDUs of a large dataset, not after the time-out.
+
 Every failure is a typed :class:`DicomError` with a plain message; ``transient`` ones may succeed if
 tried again (nothing listening, time-out, association lost, receiver busy). An :class:`Association`
 belongs to one thread at a time; the module functions may be called from any thread.
@@ -16,9 +22,10 @@ belongs to one thread at a time; the module functions may be called from any thr
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from xnat_uploader import __version__
@@ -29,7 +36,8 @@ APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 VERIFICATION = "1.2.840.10008.1.1"
 # Names this client in associations; UUID-derived (2.25, PS3.5 B.2), so no registered root is needed.
 IMPLEMENTATION_UID = "2.25.59727332928321124598795338774989879957"
-MAX_PDU = 1 << 20  # what we accept; the peer's limit decides what we send
+MAX_PDU = 1 << 20  # what we accept (and refuse beyond); the peer's limit decides what we send
+MAX_COMMAND = 64 * 1024  # a response command set is ~100 bytes; more is not a DICOM peer
 SEND_PDU_CAP = 256 * 1024  # larger PDUs gain nothing on loopback and cost memory on the peer
 MAX_CONTEXTS = 128  # odd context IDs 1..255 (PS3.8 9.3.2.2)
 
@@ -79,6 +87,10 @@ class CallingAeTitleError(AssociationRejectedError):
 
 class NoContextError(DicomError):
     """The receiver accepted none of the SOP classes / transfer syntaxes proposed."""
+
+
+class OddLengthError(DicomError):
+    """A dataset of odd length: its PDV fragments could not all be even (PS3.8 9.3.5.1), so it is not sent."""
 
 
 _RJ_RESULT = {1: "permanently", 2: "for now (transient)"}
@@ -164,6 +176,7 @@ class Association:
         self.accepted: dict[tuple[str, str], int] = {}
         self.peer_max_pdu = 0
         self._msg_id = 0
+        self._pending: list[tuple[int, bytes]] = []  # PDUs read ahead (by peer_closed), handed out first
         self._sock = _connect(endpoint)
         try:
             self._negotiate()
@@ -235,18 +248,47 @@ class Association:
         context_id = self.accepted.get((sop_class, transfer_syntax))
         if context_id is None:
             raise NoContextError("The receiver did not accept this SOP class / transfer syntax.")
+        view = memoryview(dataset)
+        if len(view) % 2:
+            raise OddLengthError(
+                f"The file's data set has an odd length ({len(view)} bytes), which DICOM does not allow.",
+                "It was not sent; the receiver would break off the connection.",
+            )
+        chunk = self._fragment_size()
         msg_id = self._next_id()
         self._send_pdv(context_id, _command(sop_class, 0x0001, msg_id, sop_uid), 0x03)
-        view = memoryview(dataset)
-        chunk = min(self.peer_max_pdu or SEND_PDU_CAP, SEND_PDU_CAP) - 6
         if not view:
             self._send_pdv(context_id, b"", 0x02)
         for start in range(0, len(view), chunk):
+            if start:
+                self._check_peer()  # an A-ABORT mid-dataset ends the wait now, not at the time-out
             part = view[start : start + chunk]
             self._send_pdv(context_id, part, 0x02 if start + chunk >= len(view) else 0x00)
         if while_waiting is not None:
             while_waiting()
         return self._read_response(msg_id)
+
+    def peer_closed(self) -> bool:
+        """Whether the receiver ended this association while it was idle (A-ABORT, A-RELEASE or a closed
+        connection; a receiver's idle time-out does that). The association is then closed."""
+        if self._pending:
+            return False
+        try:
+            readable = select.select([self._sock], [], [], 0)[0]
+        except (OSError, ValueError):
+            self._close()
+            return True
+        if not readable:
+            return False
+        try:
+            kind, body = self._read_pdu("checking the association", self.endpoint.dimse_timeout)
+        except DicomError:
+            return True
+        if kind == 0x04:  # data the peer sent unasked: keep it for the next read
+            self._pending.append((kind, body))
+            return False
+        self._close()
+        return True
 
     def release(self) -> None:
         """End the association politely (A-RELEASE); any failure just closes the socket."""
@@ -278,6 +320,26 @@ class Association:
             self.abort()
 
     # -- wire ---------------------------------------------------------------------------------------
+    def _fragment_size(self) -> int:
+        """The largest even PDV payload within the peer's maximum PDU (PS3.8 9.3.5.1: fragments are even)."""
+        limit = min(self.peer_max_pdu or SEND_PDU_CAP, SEND_PDU_CAP) - 6  # 6: the PDV item's header
+        if limit < 2:
+            self.abort()
+            raise DicomError(
+                f"The DICOM receiver {self.endpoint} allows messages of only {self.peer_max_pdu} bytes, too small "
+                "to carry data.",
+                "Check the receiver's maximum PDU size setting.",
+            )
+        return limit - limit % 2
+
+    def _check_peer(self) -> None:
+        """Raise :class:`AssociationLostError` now when the peer aborted or closed while we were sending."""
+        if self.peer_closed():
+            raise AssociationLostError(
+                f"The DICOM receiver {self.endpoint} ended the association while this file was being sent.",
+                "The upload re-connects and tries again; if it keeps happening, check the receiver's log.",
+            )
+
     def _next_id(self) -> int:
         self._msg_id = self._msg_id % 0xFFFF + 1
         return self._msg_id
@@ -307,13 +369,19 @@ class Association:
             if kind != 0x04:
                 raise self._unexpected(kind, body)
             pos = 0
-            while pos + 6 <= len(body):
+            while pos < len(body):
+                if pos + 6 > len(body):
+                    raise self._malformed("a PDV item header runs past the end of its PDU")
                 (item_len,) = struct.unpack_from(">L", body, pos)
+                if item_len < 2 or pos + 4 + item_len > len(body):
+                    raise self._malformed(f"a PDV item of {item_len} bytes does not fit its PDU")
                 control = body[pos + 5]
                 data = body[pos + 6 : pos + 4 + item_len]
                 pos += 4 + item_len
                 if control & 0x01:
                     command += data
+                    if len(command) > MAX_COMMAND:
+                        raise self._malformed(f"a response command longer than {MAX_COMMAND} bytes")
                     if control & 0x02:
                         status = _parse_response(bytes(command))
                         if status[0] != msg_id:
@@ -322,10 +390,21 @@ class Association:
                         return StoreStatus(status[1], status[2])
 
     def _read_pdu(self, doing: str, timeout: float) -> tuple[int, bytes]:
+        if self._pending:
+            return self._pending.pop(0)
         head = self._recv_exact(6, doing, timeout)
         kind, length = _PDU_HEAD.unpack(head)
+        if length > MAX_PDU:  # we announced MAX_PDU; a longer length is not allocated, whatever it says
+            raise self._malformed(f"a message of {length:,} bytes, more than the {MAX_PDU:,} agreed")
         body = self._recv_exact(length, doing, timeout) if length else b""
         return kind, body
+
+    def _malformed(self, what: str) -> AssociationLostError:
+        self.abort()
+        return AssociationLostError(
+            f"The DICOM receiver {self.endpoint} sent {what}; the association was ended.",
+            "The upload re-connects and tries again; if it keeps happening, check the receiver.",
+        )
 
     def _recv_exact(self, n: int, doing: str, timeout: float) -> bytes:
         buf = bytearray(n)
@@ -447,49 +526,25 @@ def _parse_response(command: bytes) -> tuple[int, int, str]:
     return msg_id, status, comment
 
 
-_LONG_META_VRS = (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV")
-
-
-def read_meta(data: bytes | memoryview) -> tuple[int, str, str]:
-    """(dataset offset, MediaStorageSOPClassUID, TransferSyntaxUID) of a DICOM file's start.
-
-    The offset is where the dataset begins, after the preamble and file meta group (0 when there is
-    none; the UIDs are then ""). ``data`` may be only the file's first few KB: the offset is right
-    whenever the meta group is complete in it.
-    """
-    view = memoryview(data)
-    pos = 132 if bytes(view[128:132]) == b"DICM" else 0
-    sop_class = ts = ""
-    # File meta is always explicit VR little endian (PS3.10 7.1); walk it to its end.
-    while pos + 8 <= len(view):
-        group, element = struct.unpack_from("<HH", view, pos)
-        if group != 0x0002:
-            break
-        if bytes(view[pos + 4 : pos + 6]) in _LONG_META_VRS:
-            (length,) = struct.unpack_from("<L", view, pos + 8)
-            start = pos + 12
-        else:
-            (length,) = struct.unpack_from("<H", view, pos + 6)
-            start = pos + 8
-        if element in (0x0002, 0x0010):
-            value = bytes(view[start : start + length]).decode("ascii", "replace").strip(" \0")
-            sop_class, ts = (value, ts) if element == 0x0002 else (sop_class, value)
-        pos = start + length
-    return pos, sop_class, ts
-
-
-def dataset_offset(data: bytes | memoryview) -> int:
-    """Where the dataset starts in a DICOM file: after the preamble and file meta group (0 when absent)."""
-    return read_meta(data)[0]
-
-
 def echo(endpoint: Endpoint) -> int:
     """Associate (verification only), C-ECHO, release. Returns the status; raises :class:`DicomError`."""
     with Association(endpoint, [(VERIFICATION, _IMPLICIT_LE)]) as assoc:
         return assoc.echo()
 
 
-def group_contexts(pairs: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """Split distinct (SOP class, transfer syntax) pairs into groups of at most 128 (one association each)."""
-    unique = sorted(set(pairs))
-    return [unique[i : i + MAX_CONTEXTS] for i in range(0, len(unique), MAX_CONTEXTS)]
+def group_contexts(kinds: Mapping[str, Iterable[str]]) -> list[list[tuple[str, str]]]:
+    """Presentation contexts (SOP class, transfer syntax) in groups of at most 128, one association each.
+
+    ``kinds`` maps each SOP class to the transfer syntaxes to propose for it. The contexts of one SOP
+    class stay in one group whenever they fit in one, so a file's alternatives are offered together.
+    """
+    groups: list[list[tuple[str, str]]] = [[]]
+    for sop_class in sorted(kinds):
+        pairs = [(sop_class, ts) for ts in sorted(set(kinds[sop_class]))]
+        if groups[-1] and len(groups[-1]) + len(pairs) > MAX_CONTEXTS:
+            groups.append([])
+        for pair in pairs:
+            if len(groups[-1]) == MAX_CONTEXTS:
+                groups.append([])
+            groups[-1].append(pair)
+    return [g for g in groups if g]
