@@ -12,6 +12,11 @@ A fault spec is a comma-separated list of ``key=value`` items (``--faults`` on t
     (the server reads part of it, then closes the socket without an answer). Once only.
 ``drop_body_every=N``
     Same, for every Nth counted request with a body.
+``drop_answer_at=N``
+    The Nth counted request is carried out in full (the session committed, the file stored), then its
+    connection is closed without an answer, as when a proxy or the network loses a slow answer. Once only.
+``drop_answer_every=N``
+    Same, for every Nth counted request.
 ``slow=S``
     Every counted response is delayed by S seconds (a float).
 ``expire_after=N``
@@ -20,8 +25,11 @@ A fault spec is a comma-separated list of ``key=value`` items (``--faults`` on t
 ``path=PREFIX``
     Only requests whose path starts with PREFIX are counted and faulted (e.g.
     ``path=/data/services/import``). Without it every request counts.
+``method=METHOD``
+    Only requests with this method (e.g. ``POST``) are counted and faulted.
 
-Example: ``"http500_every=5,drop_body_at=3,slow=0.5,expire_after=20,path=/data/services/import"``.
+Example: ``"http500_every=5,drop_body_at=3,slow=0.5,expire_after=20,path=/data/services/import"``;
+``"drop_answer_at=1,method=POST,path=/data/prearchive/projects"`` loses the answer of the first commit.
 An empty spec (or ``"none"``) turns every fault off.
 """
 
@@ -33,7 +41,8 @@ from dataclasses import dataclass, fields
 
 from xnat_uploader.sandbox.httpd import DropConnection, HttpError, Request
 
-_INT_KEYS = ("http500_every", "drop_body_at", "drop_body_every", "expire_after")
+_INT_KEYS = ("http500_every", "drop_body_at", "drop_body_every", "expire_after", "drop_answer_at", "drop_answer_every")
+_TEXT_KEYS = ("path", "method")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,9 @@ class FaultSpec:
     slow: float = 0.0
     expire_after: int = 0
     path: str = ""
+    drop_answer_at: int = 0
+    drop_answer_every: int = 0
+    method: str = ""
 
     @classmethod
     def parse(cls, spec: str | FaultSpec | None) -> FaultSpec:
@@ -75,7 +87,7 @@ class FaultSpec:
                     values[key] = raw
             except ValueError:
                 raise ValueError(f"bad value for fault {key!r}: {raw!r}") from None
-            if key != "path" and values[key] < 0:  # type: ignore[operator]
+            if key not in _TEXT_KEYS and values[key] < 0:  # type: ignore[operator]
                 raise ValueError(f"fault {key!r} must not be negative")
         return cls(**values)  # type: ignore[arg-type]
 
@@ -102,11 +114,14 @@ class FaultInjector:
             self._requests = 0
             self._bodies = 0
             self._drop_once_done = False
-            self.injected: dict[str, int] = {"http500": 0, "drop": 0, "slow": 0}
+            self._answer_once_done = False
+            self.injected: dict[str, int] = {"http500": 0, "drop": 0, "slow": 0, "drop_answer": 0}
         return parsed
 
     def _counted(self, request: Request) -> bool:
-        return self.spec.active and request.path.startswith(self.spec.path or "/")
+        spec = self.spec
+        method_ok = not spec.method or request.method == spec.method.upper()
+        return spec.active and method_ok and request.path.startswith(spec.path or "/")
 
     def before(self, request: Request) -> None:
         """Called before routing: may delay, answer 500, or arm a mid-body connection drop."""
@@ -124,6 +139,11 @@ class FaultInjector:
                 if spec.drop_body_every and self._bodies % spec.drop_body_every == 0:
                     drop = True
             fail = bool(spec.http500_every) and n % spec.http500_every == 0
+            if spec.drop_answer_at and n == spec.drop_answer_at and not self._answer_once_done:
+                self._answer_once_done = True
+                request.state["drop_answer"] = True
+            if spec.drop_answer_every and n % spec.drop_answer_every == 0:
+                request.state["drop_answer"] = True
         if spec.slow:
             self.injected["slow"] += 1
             time.sleep(spec.slow)
@@ -147,6 +167,14 @@ class FaultInjector:
         body.on_read = on_read
         if body.length is not None and body.length <= 1:
             raise DropConnection()
+
+    def answer_lost(self, request: Request) -> bool:
+        """After the handler ran: whether this request's answer is to be dropped (``drop_answer_*``)."""
+        if not request.state.get("drop_answer"):
+            return False
+        with self._lock:
+            self.injected["drop_answer"] += 1
+        return True
 
     def session_expired(self, uses: int) -> bool:
         """Whether a JSESSION used ``uses`` times is past the ``expire_after`` budget."""
