@@ -31,8 +31,10 @@ def build_receipt(
     result: VerifyResult | None,
     started: float,
     resources: list[dict[str, Any]] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any."""
+    """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any;
+    ``notes``: what XNAT did with the commit (sent once, answer lost, found archived...)."""
     sent = [f for f in files if f.state is FileState.SENT]
     spec = job.spec
     refused = (f for f in files if f.state is FileState.REJECTED)
@@ -86,6 +88,7 @@ def build_receipt(
         ],  # fmt: skip
         "rejected": rejected,
         **({"resources": resources} if resources is not None else {}),
+        **({"server_notes": notes} if notes else {}),
     }
 
 
@@ -107,6 +110,8 @@ def receipt_text(receipt: dict[str, Any]) -> str:
         for s in verified["series"]:
             mark = "ok " if s["on_server"] >= s["sent"] else "BAD"
             lines.append(f"    [{mark}] scan {s['scan'] or '?':>6}  sent {s['sent']:>6}  on server {s['on_server']:>6}")
+    for note in receipt.get("server_notes") or ():
+        lines.append(f"  server       {note}")
     for r in receipt["rejected"]:
         lines.append(f"  rejected     {r['path']}{'!' + r['member'] if r['member'] else ''}: {r['reason']}")
     for r in receipt.get("resources") or ():

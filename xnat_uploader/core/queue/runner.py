@@ -27,11 +27,12 @@ from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
 from xnat_uploader.core.transfer.gradual import GradualTransport
 from xnat_uploader.core.verify import VerifyResult, verify
 from xnat_uploader.core.xnat import errors as E
-from xnat_uploader.core.xnat.importer import trigger_direct_archive
+from xnat_uploader.core.xnat.direct_watch import MovedToPrearchiveError, follow_direct_archive
 from xnat_uploader.core.xnat.listing import list_prearchive
-from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef
-from xnat_uploader.core.xnat.prearchive import commit
+from xnat_uploader.core.xnat.models import PrearchiveRef
+from xnat_uploader.core.xnat.prearchive import ActionResult, commit
 from xnat_uploader.core.xnat.server_info import ServerInfo, get_server_info
+from xnat_uploader.core.xnat.settle import Target, explained, settle_action
 
 if TYPE_CHECKING:
     from xnat_uploader.core.xnat.session import XnatSession
@@ -109,7 +110,10 @@ def run_job(
         if (result is None or result.ok) and job.spec.options.get(OPT_RESOURCES):  # the job's non-DICOM items
             meter.set_phase("attaching")
             note, resources = attach_for_job(store, session, job_id, cancel=control.cancel_event)
-        receipt = build_receipt(store.job(job_id), store.files(job_id), result, started, resources=resources)
+        receipt = build_receipt(
+            store.job(job_id), store.files(job_id), result, started, resources=resources,
+            notes=server_notes(store, job_id, started),
+        )  # fmt: skip
         path = write_receipt(receipts_dir, receipt)
         store.set_receipt(job_id, str(path))
         if result is not None and not result.ok:
@@ -190,13 +194,13 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
             ctx.check_cancel()
             store.set_state(job_id, JobState.COMMITTING)
             ctx.meter.set_phase("committing")
-            if direct:
+            if direct and "/direct-archive/" in uri:
                 archived = _archive_direct(ctx, uri)
                 if archived is None:
                     return None  # XNAT archives it in the background; nothing to list yet
                 uri = archived
-            else:
-                uri = _commit(ctx, uri)
+            else:  # a Direct-Archive that fell back to (or was moved into) the prearchive is archived from there
+                uri = _commit(ctx, uri, archive=direct or ctx.job.spec.options.get("destination") == "archive")
             store.set_uri(job_id, uri)
             store.set_state(job_id, JobState.VERIFYING)
             ctx.meter.set_phase("verifying")
@@ -246,24 +250,72 @@ def _unverified(store: QueueStore, job_id: int) -> str:
 
 
 def _archive_direct(ctx: TransferContext, uri: str) -> str | None:
-    """Ask XNAT (1.8.4+) to archive a Direct-Archive session now; its archive URI, or None if it must wait."""
-    if "/direct-archive/" not in uri:
-        return uri  # the server fell back to the prearchive or already archived it
-    try:
-        ctx.retry.run(lambda: trigger_direct_archive(ctx.session, uri), ctx.cancel)
-    except (E.NotFoundError, E.BadRequestError, E.UnexpectedResponseError) as exc:
-        log.info("Direct-archive trigger not available (%s): XNAT archives the session later", type(exc).__name__)
+    """Archive a Direct-Archive session and follow XNAT until it is archived; its archive URI.
+
+    The trigger (XNAT 1.8.4+) only queues the archive job (xnat-api.md 14), so the session is followed
+    (:mod:`core.xnat.direct_watch`) until the archive holds it. ``None`` on an older server: XNAT archives
+    it later by itself, unverified. When XNAT moves it into the prearchive instead, the job points there
+    and fails with XNAT's words; Retry then archives it from the prearchive.
+    """
+    if ctx.server is not None and not ctx.server.at_least((1, 8, 4)):
+        log.info("This XNAT cannot be asked to archive now (1.8.4+): it archives the session later")
         return None
-    spec = ctx.job.spec
-    return ArchiveRef(spec.project, spec.subject, spec.session_label).uri
+    store, job_id, spec = ctx.store, ctx.job.id, ctx.job.spec
+    triggered = any(event == EVENT_TRIGGER for _, event, _ in store.history(job_id))
+    store.log(job_id, EVENT_TRIGGER, uri)
+    try:
+        settled = follow_direct_archive(
+            ctx.session, uri, _target(ctx), trigger=not triggered, cancel=ctx.cancel, on_wait=_waiting(ctx)
+        )
+    except MovedToPrearchiveError as exc:
+        store.set_uri(job_id, exc.ref.uri)  # recoverable: Retry commits it from the prearchive
+        raise
+    store.log(job_id, EVENT_NOTE, settled.summary("Direct-Archive request"))
+    log.info("Direct-archive of %s done after %.1f s", spec.study_uid, settled.waited)
+    return settled.uri
 
 
-def _commit(ctx: TransferContext, uri: str) -> str:
-    """Build the prearchive session (and archive it if asked). Returns where the session is now."""
+def _commit(ctx: TransferContext, uri: str, archive: bool) -> str:
+    """Build the prearchive session (and archive it if asked): one request, settled when its answer is lost.
+
+    A job that sent its commit before (resumed after a restart, or retried) looks at the server first
+    (:mod:`core.xnat.settle`), so it never commits blindly twice. Returns where the session is now.
+    """
     try:
         ref = PrearchiveRef.parse(uri)
     except ValueError:
         return uri  # already archived (a resumed job whose commit went through)
-    archive = ctx.job.spec.options.get("destination") == "archive"
-    outcome = ctx.retry.run(lambda: commit(ctx.session, ref, auto_archive=True if archive else None), ctx.cancel)
-    return outcome.uri
+    store, job_id = ctx.store, ctx.job.id
+    sent_before = any(event == EVENT_COMMIT for _, event, _ in store.history(job_id))
+
+    def send() -> ActionResult:
+        store.log(job_id, EVENT_COMMIT, ref.uri)
+        return commit(ctx.session, ref, auto_archive=True if archive else None)
+
+    try:
+        settled = settle_action(
+            ctx.session, ref, send, _target(ctx), want_archive=archive, look_first=sent_before,
+            cancel=ctx.cancel, on_wait=_waiting(ctx),
+        )  # fmt: skip
+    except E.XnatError as exc:
+        raise explained(ctx.session, ref, exc, "the commit of the session") from None
+    store.log(job_id, EVENT_NOTE, settled.summary("commit"))
+    return settled.uri
+
+
+EVENT_COMMIT, EVENT_TRIGGER, EVENT_NOTE = "commit", "direct-archive", "xnat"
+
+
+def _target(ctx: TransferContext) -> Target:
+    spec = ctx.job.spec
+    return Target(spec.project, spec.subject, spec.session_label, spec.study_uid)
+
+
+def _waiting(ctx: TransferContext) -> Callable[[str], None]:
+    """Show what XNAT is doing in the queue row ("XNAT is archiving...")."""
+    return lambda message: ctx.meter.set_phase("archiving", message)
+
+
+def server_notes(store: QueueStore, job_id: int, since: float) -> list[str]:
+    """What XNAT did with this run's commit or Direct-Archive, for the receipt."""
+    return [detail for at, event, detail in store.history(job_id) if event == EVENT_NOTE and at >= since]
