@@ -20,6 +20,11 @@ reach on a server:
   5 minutes), ``server.settings.build_seconds`` (how long an automatic build shows BUILDING);
 * ``server.set_anon_script(text, project=None, enabled=True)`` for the anonymization config endpoints.
 * inbox imports run in the background: ``server.settings.inbox_file_delay`` (seconds per file) slows them.
+* slow XNAT steps (xnat-api.md 14): ``server.settings.commit_seconds`` / ``commit_seconds_per_file`` hold a
+  commit or ``/data/services/archive`` request (BUILDING, then a locked ``_ARCHIVING``);
+  ``direct_archive_delay`` / ``direct_archive_error`` for the queued Direct-Archive; ``lock_linger``
+  (trigger answers 400); ``gone_session_json`` ("empty" or "500"); ``server.action_count("commit")``
+  counts commit requests (also ``"archive"``, ``"direct-archive"``), answered or not.
 """
 
 from __future__ import annotations
