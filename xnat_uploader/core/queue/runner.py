@@ -286,7 +286,9 @@ def _commit(ctx: TransferContext, uri: str, archive: bool) -> str:
     except ValueError:
         return uri  # already archived (a resumed job whose commit went through)
     store, job_id = ctx.store, ctx.job.id
-    sent_before = any(event == EVENT_COMMIT for _, event, _ in store.history(job_id))
+    events = [event for _, event, _ in store.history(job_id) if event in (EVENT_COMMIT, EVENT_NOTE, EVENT_ENDED)]
+    sent_before = EVENT_COMMIT in events
+    in_flight = sent_before and events[-1] == EVENT_COMMIT  # sent, and its outcome never learnt
 
     def send() -> ActionResult:
         store.log(job_id, EVENT_COMMIT, ref.uri)
@@ -295,15 +297,20 @@ def _commit(ctx: TransferContext, uri: str, archive: bool) -> str:
     try:
         settled = settle_action(
             ctx.session, ref, send, _target(ctx), want_archive=archive, look_first=sent_before,
-            cancel=ctx.cancel, on_wait=_waiting(ctx),
+            in_flight=in_flight, cancel=ctx.cancel, on_wait=_waiting(ctx),
         )  # fmt: skip
+    except E.StillRunningError:
+        raise  # the outcome is still unknown: the next run looks again before anything is sent
     except E.XnatError as exc:
+        store.log(job_id, EVENT_ENDED, type(exc).__name__)
         raise explained(ctx.session, ref, exc, "the commit of the session") from None
     store.log(job_id, EVENT_NOTE, settled.summary("commit"))
     return settled.uri
 
 
-EVENT_COMMIT, EVENT_TRIGGER, EVENT_NOTE = "commit", "direct-archive", "xnat"
+# Queue-store history events: a commit or Direct-Archive request sent; what XNAT did (for the receipt); a
+# commit whose outcome is known without a note (XNAT answered with an error).
+EVENT_COMMIT, EVENT_TRIGGER, EVENT_NOTE, EVENT_ENDED = "commit", "direct-archive", "xnat", "commit-ended"
 
 
 def _target(ctx: TransferContext) -> Target:

@@ -93,7 +93,7 @@ def follow_direct_archive(
     ``archive_wait``, :class:`Cancelled`.
     """
     watch = Watch(session.options.archive_wait, cancel, on_wait)
-    sends, triggered, lost = 0, False, ""
+    sends, triggered, lost = 0, not trigger, ""  # not triggering: a trigger went out before (a resumed job)
     nxt = Next.SEND if trigger else Next.WAIT
     doing = "archiving the session directly"
     while True:
@@ -122,15 +122,15 @@ def follow_direct_archive(
                 if not why:
                     raise
                 sends, triggered, lost = sends + 1, True, why
-        direct = look(lambda: direct_archive_status(session, uri))
+        direct = look(lambda: direct_archive_status(session, uri), cancel)
         found: object = None
         moved: object = None
         if direct is None:
             found = look(lambda: find_archived(
                 session, target.project, target.label, target.subject, target.study_uid
-            ))  # fmt: skip
+            ), cancel)  # fmt: skip
             if found is None:
-                moved = look(lambda: _moved_row(session, target))
+                moved = look(lambda: _moved_row(session, target), cancel)
         if UNKNOWN in (direct, found, moved):
             nxt = Next.WAIT
             watch.pause(doing)

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from xnat_uploader.core.errors import Cancelled
@@ -112,8 +112,7 @@ class Settled:
     archived: bool
     sends: int = 0  # requests this call sent (commit/archive/trigger)
     lost: str = ""  # why an answer did not come, when one did not
-    waited: float = 0.0  # seconds spent looking at the server
-    notes: list[str] = field(default_factory=list)
+    waited: float = 0.0  # seconds from the first request (or look) to the outcome
 
     def summary(self, what: str) -> str:
         """One line for the receipt: how many requests, what happened to their answers, how it ended."""
@@ -278,10 +277,14 @@ def not_sent(exc: E.XnatError) -> bool:
 UNKNOWN = object()  # the server could not answer this look (a transient error): look again later
 
 
-def look(fn: Callable[[], T]) -> T | object:
-    """``fn()``, or :data:`UNKNOWN` when the server could not answer this time."""
+def look(fn: Callable[[], T], cancel: threading.Event | None = None) -> T | object:
+    """``fn()`` (a GET or two), or :data:`UNKNOWN` when the server could not answer this time.
+
+    On a helper thread when ``cancel`` is given: a server that hangs cannot hold a cancel up for the
+    length of an answer time-out.
+    """
     try:
-        return fn()
+        return call_cancellable(fn, cancel)
     except E.XnatError as exc:
         if not exc.transient:
             raise
@@ -297,6 +300,7 @@ def settle_action(
     *,
     want_archive: bool,
     look_first: bool = False,
+    in_flight: bool = False,
     cancel: threading.Event | None = None,
     on_wait: WaitFn | None = None,
     what: str = "the commit",
@@ -304,14 +308,15 @@ def settle_action(
     """Send a commit/archive request once and make sure of its outcome.
 
     ``send`` makes the one request (:func:`.prearchive.commit` or :func:`.prearchive.archive`, with the
-    long time-out). ``look_first``: a request may already have gone out before (a resumed job), so the
-    server is looked at before anything is sent. Raises :class:`ArchiveFailedError` with XNAT's words
-    when the session ended in ERROR/CONFLICT, :class:`StillRunningError` past ``archive_wait``,
+    long time-out). ``look_first``: such a request went out before (a resumed or retried job), so the
+    server is looked at before anything is sent; ``in_flight``: and its outcome was never learnt, so XNAT
+    may still be at work on it (the app quit meanwhile). Raises :class:`ArchiveFailedError` with XNAT's
+    words when the session ended in ERROR/CONFLICT, :class:`StillRunningError` past ``archive_wait``,
     :class:`Cancelled`, and the request's own errors when XNAT answered with one.
     """
     options = session.options
     watch = Watch(options.archive_wait, cancel, on_wait)
-    sends, sent, lost = 0, False, ""
+    sends, sent, lost = 0, look_first and in_flight, ""
     doing = f"{what} of the session"
     nxt = Next.WAIT if look_first else Next.SEND
     row: str | None = None
@@ -345,12 +350,12 @@ def settle_action(
             else:
                 return Settled(result.uri, result.archived, sends, lost, watch.waited)
             watch.tell(f"{lost[0].upper()}{lost[1:]}; checking what XNAT did")
-        looked = look(lambda: _look_prearchive(session, ref))
+        looked = look(lambda: _look_prearchive(session, ref), cancel)
         archived: object = None
         if looked is None:
             archived = look(lambda: find_archived(
                 session, target.project, target.label, target.subject, target.study_uid
-            ))  # fmt: skip
+            ), cancel)  # fmt: skip
         if looked is UNKNOWN or archived is UNKNOWN:
             nxt = Next.WAIT
             watch.pause(doing)
@@ -387,7 +392,7 @@ def archive_settled(
     the archive is searched for (``subject``/``label`` when the archive renames).
     """
     try:
-        row = look(lambda: get_prearchive_session(session, ref))
+        row = look(lambda: get_prearchive_session(session, ref), cancel)
     except E.NotFoundError:
         row = None  # the archive request reports it in XNAT's words
     known = row if isinstance(row, PrearchiveSession) else None
