@@ -238,8 +238,10 @@ def test_state_column_names_every_phase_the_runner_reports(qtbot):
     model = QueueModel()
     model.set_jobs([_row(1, JobState.RUNNING)])
     shown = {}
-    for phase in ("sending", "retrying", "committing", "verifying", "attaching"):
-        model.update_progress(TransferProgress(1, phase, 10, 1000, 1, 10, 1.0, 1e3))
+    for phase in ("sending", "retrying", "committing", "archiving", "verifying", "attaching"):
+        model.update_progress(TransferProgress(1, phase, 10, 1000, 1, 10, 1.0, 1e3, "XNAT is archiving... (BUILDING)"))
         shown[phase] = model.index(0, COL_STATE).data()
     assert shown["attaching"] == "Attaching resources"
+    assert shown["archiving"] == "XNAT is archiving..."  # while the app watches XNAT build and archive
     assert len(set(shown.values())) == len(shown)  # each phase in its own words, none falls back to the state
+    assert model.index(0, COL_RESULT).data() == "XNAT is archiving... (BUILDING)"

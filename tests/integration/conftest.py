@@ -27,6 +27,11 @@ reach on a server:
 * gradual 400s that hide server faults: ``faults="gradual400_every=3"``, ``gradual400_at=N``,
   ``gradual400_sop=UID``; ``server.settings.store_seconds`` (how long XNAT's file lock is held per file).
 * inbox imports run in the background: ``server.settings.inbox_file_delay`` (seconds per file) slows them.
+* slow XNAT steps (xnat-api.md 14): ``server.settings.commit_seconds`` / ``commit_seconds_per_file`` hold a
+  commit or ``/data/services/archive`` request (BUILDING, then a locked ``_ARCHIVING``);
+  ``direct_archive_delay`` / ``direct_archive_error`` for the queued Direct-Archive; ``lock_linger``
+  (trigger answers 400); ``gone_session_json`` ("empty" or "500"); ``server.action_count("commit")``
+  counts commit requests (also ``"archive"``, ``"direct-archive"``), answered or not.
 """
 
 from __future__ import annotations

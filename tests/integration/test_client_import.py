@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import threading
+import time
 import zipfile
 
 import pytest
@@ -334,7 +335,11 @@ def test_direct_archive_trigger(sandbox, client, tmp_path):
     study = make_study(tmp_path, seed=19)
     opts = ImportOptions(project="DEMO", subject="S", session="DA2", direct_archive=True)
     (uri,) = client.import_data(study.zip_bytes(), opts).direct_archive
-    client.trigger_direct_archive(uri)
+    client.trigger_direct_archive(uri)  # only queues the archive job (xnat-api.md 14)
+    deadline = time.monotonic() + 5
+    while not client.experiments("DEMO"):
+        assert time.monotonic() < deadline, "never archived"
+        time.sleep(0.05)
     assert [e.label for e in client.experiments("DEMO")] == ["DA2"]
     assert arrived(sandbox, ("DEMO", "DA2")) == study.sop_uids
 

@@ -286,8 +286,16 @@ def test_direct_archive_bypasses_the_prearchive(sandbox, api, files):
     assert uri == f"/xapi/direct-archive/DEMO/{files[0].study_uid}/DA"
     assert api.rows("/data/prearchive") == []
     assert api.get(uri).json()["label"] == "DA"
-    assert api.post(uri).status_code == 200
-    assert only_session(sandbox)["where"] == "archive"
+    sandbox.settings.direct_archive_delay = 0.5
+    assert api.post(uri).status_code == 200  # XNAT answers once the archive job is queued (xnat-api.md 14)
+    assert api.get(uri).json()["status"] == "QUEUED_BUILDING"
+    assert api.get("/data/projects/DEMO/experiments/DA", params={"format": "json"}).status_code == 404
+    deadline = time.monotonic() + 5
+    while only_session(sandbox)["where"] != "archive":
+        assert time.monotonic() < deadline, "never archived"
+        time.sleep(0.05)
+    assert api.get(uri).status_code == 404  # no longer a direct-archive session
+    assert sandbox.action_count("direct-archive") == 1
 
 
 def test_auto_build_timer_builds_idle_sessions_but_not_uploader_ones(sandbox_factory, files):

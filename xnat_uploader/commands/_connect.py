@@ -35,6 +35,14 @@ def add_server_args(parser: argparse.ArgumentParser, *, url_required: bool = Fal
     parser.add_argument("--no-verify", action="store_true", help="do not check the TLS certificate (test servers)")
     parser.add_argument("--ca-bundle", metavar="FILE", help="trust the certificate authorities in this PEM file")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="answer time-out (default 120)")
+    parser.add_argument(
+        "--commit-timeout", type=float, default=None, metavar="SECONDS",
+        help="answer time-out of a commit or archive request, which XNAT may take minutes to answer (default 660)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--archive-wait", type=float, default=None, metavar="SECONDS",
+        help="how long to follow XNAT's archiving when its answer was lost, or after a Direct-Archive (default 1800)",
+    )  # fmt: skip
 
 
 @dataclass
@@ -73,6 +81,8 @@ def resolve_target(args: argparse.Namespace) -> Target:
         name=saved.name if saved else "",
         verify_tls=(saved.verify_tls if saved else True) and not getattr(args, "no_verify", False),
         ca_bundle=getattr(args, "ca_bundle", None) or (saved.ca_bundle if saved else None),
+        commit_timeout=saved.commit_timeout if saved else ServerEntry.commit_timeout,
+        archive_wait=saved.archive_wait if saved else ServerEntry.archive_wait,
     )
     return Target(entry, settings, saved is not None)
 
@@ -105,8 +115,17 @@ def read_password(
 
 
 def options_for(entry: ServerEntry, args: argparse.Namespace) -> ConnectionOptions:
-    """One connection (commands send one request at a time); ``--timeout`` if given."""
-    return entry.connection_options(workers=1, read_timeout=getattr(args, "timeout", None))
+    """One connection (commands send one request at a time); the time-out options if given."""
+    return entry.connection_options(workers=1, **timeout_args(args))
+
+
+def timeout_args(args: argparse.Namespace) -> dict[str, float | None]:
+    """``--timeout``, ``--commit-timeout``, ``--archive-wait`` as :meth:`ServerEntry.connection_options` takes them."""
+    return {
+        "read_timeout": getattr(args, "timeout", None),
+        "commit_timeout": getattr(args, "commit_timeout", None),
+        "archive_wait": getattr(args, "archive_wait", None),
+    }
 
 
 def connect(args: argparse.Namespace) -> XnatClient:

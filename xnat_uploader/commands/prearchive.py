@@ -114,7 +114,9 @@ def _act(client: XnatClient, args: argparse.Namespace, refs: list[PrearchiveRef]
         try:
             if args.prearchive_action == "archive":
                 overwrite = ArchiveOverwrite(args.overwrite) if args.overwrite else None
-                result = client.archive(ref, subject=args.subject, label=args.label, overwrite=overwrite)
+                result = client.archive(
+                    ref, subject=args.subject, label=args.label, overwrite=overwrite, on_wait=_Said().say
+                )
                 print(f"Archived {_short(ref)} -> {result.uri}")
                 failures += _attach_waiting(client, ref, args)
             elif args.prearchive_action == "move":
@@ -127,6 +129,18 @@ def _act(client: XnatClient, args: argparse.Namespace, refs: list[PrearchiveRef]
             failures += 1
             report(exc, f"{doing} {_short(ref)}")
     return EXIT_FAIL if failures else EXIT_OK
+
+
+class _Said:
+    """Prints what XNAT is doing while an archive's answer is awaited, each different line once."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def say(self, message: str) -> None:
+        if message != self.last:
+            self.last = message
+            print(message, file=sys.stderr)
 
 
 def _attach_waiting(client: XnatClient, ref: PrearchiveRef, args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from xnat_uploader.commands._connect import (
     read_password,
     report,
     resolve_target,
+    timeout_args,
 )
 from xnat_uploader.commands.echo import add_receiver_args
 from xnat_uploader.commands.scan import ProgressLine, _is_terminal, human_bytes, scan_into_index
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     store = QueueStore(paths.ensure(paths.data_dir()) / "queue.sqlite3")
     if target is not None:
         server_url, user = target.entry.url, target.entry.user
-        options = target.entry.connection_options(workers=max(workers, 2), read_timeout=args.timeout)
+        options = target.entry.connection_options(workers=max(workers, 2), **timeout_args(args))
         from xnat_uploader.core.xnat.client import XnatClient  # loads requests: C-STORE alone does without
 
         connection: Any = XnatClient(target.entry.url, target.entry.user, password, options)  # type: ignore[arg-type]

@@ -34,9 +34,11 @@ def build_receipt(
     started: float,
     resources: list[dict[str, Any]] | None = None,
     strays: list[dict[str, Any]] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The receipt as plain data. ``resources``: the attached items (``core.attach``), when the job had any;
-    ``strays``: copies XNAT kept in the Unassigned prearchive while it ran the upload as guest (``core.strays``).
+    ``strays``: copies XNAT kept in the Unassigned prearchive while it ran the upload as guest (``core.strays``);
+    ``notes``: what XNAT did with the commit (sent once, answer lost, found archived...).
     """
     sent = [f for f in files if f.state is FileState.SENT]
     spec = job.spec
@@ -99,6 +101,7 @@ def build_receipt(
         "failed": failed,  # refused by XNAT although valid DICOM; the job's Retry sends them again
         **({"resources": resources} if resources is not None else {}),
         **({"strays": strays} if strays else {}),
+        **({"server_notes": notes} if notes else {}),
     }
 
 
@@ -122,6 +125,8 @@ def receipt_text(receipt: dict[str, Any]) -> str:
         for s in verified["series"]:
             mark = "ok " if s["on_server"] >= s["sent"] else "BAD"
             lines.append(f"    [{mark}] scan {s['scan'] or '?':>6}  sent {s['sent']:>6}  on server {s['on_server']:>6}")
+    for note in receipt.get("server_notes") or ():
+        lines.append(f"  server       {note}")
     for r in receipt["rejected"]:
         lines.append(f"  rejected     {r['path']}{'!' + r['member'] if r['member'] else ''}: {r['reason']}")
     for s in receipt.get("strays") or ():

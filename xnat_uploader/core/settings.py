@@ -48,16 +48,34 @@ class ServerEntry:
     dicom_port: int = 0
     called_aet: str = ""
     calling_aet: str = ""
+    # How long one commit/archive request may take (XNAT archives inside it, up to 600 s), and how long to
+    # follow XNAT's archiving when that answer is lost or after a Direct-Archive trigger (seconds).
+    commit_timeout: float = 660.0
+    archive_wait: float = 1800.0
 
     def __post_init__(self) -> None:
         self.url = normalize_url(self.url)
         if not self.name:
             self.name = self.url.split("://", 1)[-1]
 
-    def connection_options(self, *, workers: int = 4, read_timeout: float | None = None) -> ConnectionOptions:
-        """Client options for this server: its TLS choices, a pool for ``workers`` parallel requests."""
+    def connection_options(
+        self,
+        *,
+        workers: int = 4,
+        read_timeout: float | None = None,
+        commit_timeout: float | None = None,
+        archive_wait: float | None = None,
+    ) -> ConnectionOptions:
+        """Client options for this server: its TLS choices and time-outs, a pool for ``workers`` parallel requests.
+
+        ``commit_timeout``/``archive_wait`` given (a command-line option) win over the server's saved values.
+        """
         extra = {"read_timeout": read_timeout, "connect_timeout": min(read_timeout, 10.0)} if read_timeout else {}
-        return ConnectionOptions(verify_tls=self.verify_tls, ca_bundle=self.ca_bundle, pool_size=workers, **extra)
+        return ConnectionOptions(
+            verify_tls=self.verify_tls, ca_bundle=self.ca_bundle, pool_size=workers,
+            commit_timeout=commit_timeout or self.commit_timeout, archive_wait=archive_wait or self.archive_wait,
+            **extra,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +88,8 @@ class ServerEntry:
             "dicom_port": self.dicom_port,
             "called_aet": self.called_aet,
             "calling_aet": self.calling_aet,
+            "commit_timeout": self.commit_timeout,
+            "archive_wait": self.archive_wait,
         }
 
     @classmethod
@@ -87,7 +107,15 @@ class ServerEntry:
             dicom_port=_port(data.get("dicom_port")),
             called_aet=str(data.get("called_aet") or "")[:16],
             calling_aet=str(data.get("calling_aet") or "")[:16],
+            commit_timeout=_seconds(data.get("commit_timeout"), 660.0),
+            archive_wait=_seconds(data.get("archive_wait"), 1800.0),
         )
+
+
+def _seconds(value: Any, default: float) -> float:
+    """A positive duration from a settings file, else ``default`` (absent or hand-edited nonsense)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400
+    return float(value) if ok else default
 
 
 def _port(value: Any) -> int:

@@ -17,7 +17,7 @@ from xnat_uploader.core.queue.store import QueueStore
 from xnat_uploader.core.xnat import ArchiveOverwrite, ArchiveRef, PrearchiveSession, XnatClient
 
 WorkFn = Callable[[threading.Event], Generator[Any, None, Any]]
-Op = Callable[[XnatClient, PrearchiveSession], str]
+Op = Callable[[XnatClient, PrearchiveSession, threading.Event], str]  # the event: the worker's cancel
 
 
 def error_text(exc: BaseException) -> str:
@@ -73,7 +73,7 @@ def run_actions(client: XnatClient, sessions: list[PrearchiveSession], op: Op, g
             if cancel.is_set():
                 break
             try:
-                yield gen, s.ref, True, op(client, s)
+                yield gen, s.ref, True, op(client, s, cancel)
             except Exception as exc:  # noqa: BLE001 - every error goes to its row
                 yield gen, s.ref, False, error_text(exc)
         return gen
@@ -94,8 +94,9 @@ def archive_op(
     """``done`` is a translated template with one ``{}`` for ``project/subject/session``. With ``attach``, the
     resources of uploads that were waiting for this session to be archived are attached next."""
 
-    def op(client: XnatClient, s: PrearchiveSession) -> str:
-        result = client.archive(s.ref, subject=subject or None, label=label or None, overwrite=overwrite)
+    def op(client: XnatClient, s: PrearchiveSession, cancel: threading.Event) -> str:
+        # One request, never re-sent blindly: a lost answer is settled by watching XNAT (core.xnat.settle).
+        result = client.archive(s.ref, subject=subject or None, label=label or None, overwrite=overwrite, cancel=cancel)
         ref = result.archive_ref
         text = done.format(f"{ref.project}/{ref.subject}/{ref.experiment}" if ref else result.uri)
         return text + (attach.run(client, s, ref) if attach is not None else "")
@@ -132,7 +133,7 @@ class AttachAfter:
 
 
 def move_op(project: str, done: str) -> Op:
-    def op(client: XnatClient, s: PrearchiveSession) -> str:
+    def op(client: XnatClient, s: PrearchiveSession, cancel: threading.Event) -> str:
         client.move(s.ref, project)
         return done
 
@@ -140,7 +141,7 @@ def move_op(project: str, done: str) -> Op:
 
 
 def rebuild_op(done: str) -> Op:
-    def op(client: XnatClient, s: PrearchiveSession) -> str:
+    def op(client: XnatClient, s: PrearchiveSession, cancel: threading.Event) -> str:
         client.rebuild([s.ref])
         return done
 
@@ -148,7 +149,7 @@ def rebuild_op(done: str) -> Op:
 
 
 def delete_op(done: str) -> Op:
-    def op(client: XnatClient, s: PrearchiveSession) -> str:
+    def op(client: XnatClient, s: PrearchiveSession, cancel: threading.Event) -> str:
         client.delete(s.ref)
         return done
 

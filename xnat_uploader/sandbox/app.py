@@ -43,6 +43,21 @@ class Settings:
     # site's anonymization script then): a second request for the same stored name meanwhile gets 400
     # "Concurrent file sends". 0: at once.
     store_seconds: float = 0.0
+    # XNAT builds and archives inside the commit (and /data/services/archive) request (xnat-api.md 14): how
+    # long that request is held, plus per file, while the row shows BUILDING, then _ARCHIVING (0: at once).
+    commit_seconds: float = 0.0
+    commit_seconds_per_file: float = 0.0
+    # The Direct-Archive trigger only queues the archive job: it runs this many seconds later, in the
+    # background (0: right after the answer, still after it). A text here makes that archive fail with it
+    # (standing for an anonymization script, database or disk failure): the session moves into the prearchive.
+    direct_archive_delay: float = 0.0
+    direct_archive_error: str = ""
+    # Seconds a session counts as "still receiving" after its last file (XNAT's file locks; the trigger then
+    # answers 400). 0: the locks go with the request, as on an idle XNAT.
+    lock_linger: float = 0.0
+    # GET ?format=json of a prearchive session that is gone: "empty" (200 with an empty table, XNAT 1.8.11's
+    # PrearcSessionResource) or "500" (what xnat-api.md 14 reports).
+    gone_session_json: str = "empty"
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -57,7 +72,7 @@ class LoggedRequest:
     method: str
     path: str
     query: str
-    status: int
+    status: int  # 0: carried out, but the answer was dropped (the drop_answer fault)
     user: str
     at: float = field(default_factory=time.time)
     form: str = ""  # the form body's fields as the handler read them (redacted like the query)
@@ -79,6 +94,9 @@ class App:
         self.anon_scripts: dict[str | None, object] = {}  # project ID (None: site) -> config.AnonScript
         self.series_filters: dict[str | None, object] = {}  # the same, for seriesImportFilter/config
         self.requests_total = 0
+        # Requests that make XNAT build/archive, per kind and session: ("commit", "P/TS/FOLDER"),
+        # ("archive", ...), ("direct-archive", "P/UID/label"). Counted when they arrive, answered or not.
+        self.actions: collections.Counter[tuple[str, str]] = collections.Counter()
         from xnat_uploader.sandbox.inbox import InboxJobs
 
         self.inbox = InboxJobs(self)  # the inbox import's background requests (/xapi/dicom)
@@ -114,6 +132,9 @@ class App:
                 self.auth.authenticate(request, require_login=self.settings.require_login)
             handler, groups = self.router.resolve(request.method, request.path)
             response = handler(request, **groups)
+            if self.faults.answer_lost(request):
+                self._log(request, 0)  # carried out, never answered
+                raise DropConnection()
         except HttpError as err:
             response = Response.error(err)
         except (ConnectionError, TimeoutError, DropConnection):
@@ -128,6 +149,10 @@ class App:
             now = int(time.time() * 1000)
             timeout_ms = int(self.auth.timeout * 1000)
             response.headers.append(("Set-Cookie", f'SESSION_EXPIRATION_TIME="{now},{timeout_ms}"; Path=/'))
+        self._log(request, response.status)
+        return response
+
+    def _log(self, request: Request, status: int) -> None:
         with self._log_lock:
             self.requests_total += 1
             self.request_log.append(
@@ -135,12 +160,20 @@ class App:
                     request.method,
                     request.path,
                     _redact(request.query_string),
-                    response.status,
+                    status,
                     request.user.login if request.user else "",
                     form=_redact(urlencode(request.form)) if request.form else "",
                 )
             )
-        return response
+
+    def action_counts(self) -> dict[tuple[str, str], int]:
+        with self._log_lock:
+            return dict(self.actions)
+
+    def count_action(self, kind: str, key: str) -> None:
+        """Count a request that makes XNAT build or archive a session (see :attr:`actions`)."""
+        with self._log_lock:
+            self.actions[(kind, key)] += 1
 
 
 def _redact(query: str) -> str:

@@ -1,6 +1,7 @@
-"""``POST /data/services/archive`` (xnat-api.md 4.5) and the Direct-Archive XAPI (3.12).
+"""``POST /data/services/archive`` (xnat-api.md 4.5) and the Direct-Archive XAPI (3.12, 14).
 
-One session: archived synchronously; 200 ``text/uri-list`` (URI + CRLF), or 303 with ``Location``
+One session: archived synchronously (slowly, with ``Settings.commit_seconds``: :mod:`.commit`); 200
+``text/uri-list`` (URI + CRLF), or 303 with ``Location``
 when ``redirect=true`` or the session auto-archives; failures 500 ``FAILED: <reason>`` with the
 row left in CONFLICT/ERROR. Several sessions: marked ARCHIVING, archived in a background thread,
 and the rows' table is returned (XML unless ``format`` says otherwise).
@@ -13,7 +14,7 @@ import json
 import threading
 from typing import TYPE_CHECKING
 
-from xnat_uploader.sandbox import sessions
+from xnat_uploader.sandbox import commit, sessions
 from xnat_uploader.sandbox.httpd import HttpError, Request, Response, Router
 from xnat_uploader.sandbox.store import ARCHIVING, RECEIVING, UNASSIGNED, PrearcSession
 
@@ -77,7 +78,7 @@ def register(router: Router, app: App) -> None:
             session = targets[0]
             auto = sessions.should_auto_archive(store, session, params.get("AA", params.get("auto-archive")))
             try:
-                exp = sessions.archive(store, request.user, session, overrides)
+                exp = commit.archive_one(app, request.user, session, overrides)
             except sessions.ArchiveFailure as failure:
                 raise HttpError(500, f"FAILED: {failure}") from None
             uri = sessions.archive_uri(store, exp)
@@ -107,12 +108,7 @@ def register(router: Router, app: App) -> None:
             raise HttpError(404, f"No direct-archive session {project}/{uid}/{label}")
         session = found[0]
         if request.method == "POST":
-            try:
-                sessions.archive(store, request.user, session, {})
-            except (sessions.ArchiveFailure, HttpError):
-                session.direct = False  # failures land in the prearchive, as XNAT's direct archiver does
-                raise HttpError(500, "Attempt to direct-archive failed") from None
-            return Response(200, b"", "text/plain")
+            return commit.trigger_direct(app, request, session)  # queued: archived later, in the background
         body = {
             "project": session.project,
             "subject": session.subject,

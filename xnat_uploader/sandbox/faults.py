@@ -12,6 +12,11 @@ A fault spec is a comma-separated list of ``key=value`` items (``--faults`` on t
     (the server reads part of it, then closes the socket without an answer). Once only.
 ``drop_body_every=N``
     Same, for every Nth counted request with a body.
+``drop_answer_at=N``
+    The Nth counted request is carried out in full (the session committed, the file stored), then its
+    connection is closed without an answer, as when a proxy or the network loses a slow answer. Once only.
+``drop_answer_every=N``
+    Same, for every Nth counted request.
 ``slow=S``
     Every counted response is delayed by S seconds (a float).
 ``expire_after=N``
@@ -30,8 +35,11 @@ A fault spec is a comma-separated list of ``key=value`` items (``--faults`` on t
 ``gradual400_sop=UID``
     Same, for every request carrying the instance with this SOPInstanceUID (a fault that does not
     go away until the faults are changed).
+``method=METHOD``
+    Only requests with this method (e.g. ``POST``) are counted and faulted.
 
-Example: ``"http500_every=5,drop_body_at=3,slow=0.5,expire_after=20,path=/data/services/import"``.
+Example: ``"http500_every=5,drop_body_at=3,slow=0.5,expire_after=20,path=/data/services/import"``;
+``"drop_answer_at=1,method=POST,path=/data/prearchive/projects"`` loses the answer of the first commit.
 An empty spec (or ``"none"``) turns every fault off.
 """
 
@@ -43,7 +51,10 @@ from dataclasses import dataclass, fields
 
 from xnat_uploader.sandbox.httpd import DropConnection, HttpError, Request
 
-_INT_KEYS = ("http500_every", "drop_body_at", "drop_body_every", "expire_after", "gradual400_every", "gradual400_at")
+_INT_KEYS = (
+    "http500_every", "drop_body_at", "drop_body_every", "expire_after", "gradual400_every", "gradual400_at",
+    "drop_answer_at", "drop_answer_every",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,9 @@ class FaultSpec:
     gradual400_every: int = 0
     gradual400_at: int = 0
     gradual400_sop: str = ""
+    drop_answer_at: int = 0
+    drop_answer_every: int = 0
+    method: str = ""
 
     @classmethod
     def parse(cls, spec: str | FaultSpec | None) -> FaultSpec:
@@ -116,11 +130,14 @@ class FaultInjector:
             self._bodies = 0
             self._drop_once_done = False
             self._gradual = 0
-            self.injected: dict[str, int] = {"http500": 0, "drop": 0, "slow": 0, "gradual400": 0}
+            self._answer_once_done = False
+            self.injected: dict[str, int] = {"http500": 0, "drop": 0, "slow": 0, "gradual400": 0, "drop_answer": 0}
         return parsed
 
     def _counted(self, request: Request) -> bool:
-        return self.spec.active and request.path.startswith(self.spec.path or "/")
+        spec = self.spec
+        method_ok = not spec.method or request.method == spec.method.upper()
+        return spec.active and method_ok and request.path.startswith(spec.path or "/")
 
     def before(self, request: Request) -> None:
         """Called before routing: may delay, answer 500, or arm a mid-body connection drop."""
@@ -138,6 +155,11 @@ class FaultInjector:
                 if spec.drop_body_every and self._bodies % spec.drop_body_every == 0:
                     drop = True
             fail = bool(spec.http500_every) and n % spec.http500_every == 0
+            if spec.drop_answer_at and n == spec.drop_answer_at and not self._answer_once_done:
+                self._answer_once_done = True
+                request.state["drop_answer"] = True
+            if spec.drop_answer_every and n % spec.drop_answer_every == 0:
+                request.state["drop_answer"] = True
         if spec.slow:
             self.injected["slow"] += 1
             time.sleep(spec.slow)
@@ -178,6 +200,14 @@ class FaultInjector:
             if refuse:
                 self.injected["gradual400"] += 1
         return refuse
+
+    def answer_lost(self, request: Request) -> bool:
+        """After the handler ran: whether this request's answer is to be dropped (``drop_answer_*``)."""
+        if not request.state.get("drop_answer"):
+            return False
+        with self._lock:
+            self.injected["drop_answer"] += 1
+        return True
 
     def session_expired(self, uses: int) -> bool:
         """Whether a JSESSION used ``uses`` times is past the ``expire_after`` budget."""

@@ -20,6 +20,9 @@ ROOT = r"/(?:data|REST)(?:/archive)?"
 PERMISSION_ACTIONS = ("read", "edit", "create", "delete", "activate")  # SecurityManager's action names
 
 
+UID_PATH = "xnat:imageSessionData/UID"
+
+
 def project_for(app: App, request: Request, ref: str) -> Project:
     """The project by ID or alias, or 404 when unknown *or not readable* (XNAT hides it)."""
     project = app.store.find_project(ref)
@@ -170,7 +173,16 @@ def register(router: Router, app: App) -> None:
                     for e in store.experiments.values()
                     if e.project == proj.id and (subj is None or e.subject_id == subj.id)
                 ]
+            # XNAT's listings take XML paths as filters and columns (QueryOrganizerResource): the session's
+            # StudyInstanceUID is xnat:imageSessionData/UID.
+            uid_keys = [k for k, _ in request.query if k.lower() == UID_PATH.lower()]
+            if uid_keys:
+                exps = [e for e in exps if e.content.study_uid == request.param(uid_keys[0])]
             rows = [experiment_row(app, e) for e in exps]
+        for col in (request.param("columns") or "").split(","):
+            if col.lower() == UID_PATH.lower():
+                for row, exp in zip(rows, exps, strict=True):
+                    row[col] = exp.content.study_uid
         return table(
             request,
             rows,

@@ -14,11 +14,10 @@ import time
 import zipfile
 from typing import TYPE_CHECKING
 
-from xnat_uploader.sandbox import sessions
+from xnat_uploader.sandbox import commit, sessions
 from xnat_uploader.sandbox.httpd import HttpError, Request, Response, Router
 from xnat_uploader.sandbox.store import (
     BUILDING,
-    CODE_NAMES,
     READY,
     RECEIVING,
     RECEIVING_INTERRUPT,
@@ -144,8 +143,13 @@ def register(router: Router, app: App) -> None:
             return delete(request, project, ts, folder)
         if request.method == "POST":
             return action(request, project, ts, folder)
-        session = session_for(app, request, project, ts, folder)
         fmt = (request.param("format") or "xml").lower()
+        try:
+            session = session_for(app, request, project, ts, folder)
+        except HttpError as err:
+            if err.status != 404 or fmt != "json":
+                raise
+            return gone_json(request, project, ts, folder)
         if fmt == "json":
             return table(request, [session.row()], COLUMNS)
         if fmt == "zip":
@@ -182,17 +186,7 @@ def register(router: Router, app: App) -> None:
             sessions.build(store, session, **_build_fields(params))
             return Response(200, uri.encode(), "text/uri-list")
         if name == "commit":
-            sessions.build(store, session, **_build_fields(params))
-            if not session.autoarchive:
-                proj = store.projects.get(session.project)
-                session.autoarchive = CODE_NAMES.get(proj.prearchive_code, "Manual") if proj else ""
-            if sessions.should_auto_archive(store, session, params.get("AA", params.get("auto-archive"))):
-                try:
-                    exp = sessions.archive(store, request.user, session, sessions.commit_params(params))
-                except sessions.ArchiveFailure as failure:
-                    raise HttpError(500, f"FAILED: {failure}") from None
-                return Response(301, sessions.archive_uri(store, exp).encode(), "text/plain;charset=UTF-8")
-            return Response(200, f"/data{session.url}".encode(), "text/uri-list")
+            return commit.commit(app, request, session, params, _build_fields(params))
         if name == "move":
             target = params.get("newProject")
             proj = store.find_project(target)
@@ -214,6 +208,25 @@ def register(router: Router, app: App) -> None:
             raise HttpError(400, f"Cannot set session status to {status}")
         session.status = status
         return Response(200, uri.encode(), "text/uri-list")
+
+    def gone_json(request: Request, project: str, ts: str, folder: str) -> Response:
+        """A gone row, as JSON: XNAT 1.8.11 builds the table of rows matching it (none) -> 200 and an empty
+        table; ``gone_session_json="500"`` answers as xnat-api.md 14 reports instead."""
+        if app.settings.gone_session_json == "500":
+            raise HttpError(
+                500, f"A record with session {folder}, timestamp {ts} and project {project} could not be found."
+            )
+        return table(request, [], COLUMNS)
+
+    def last_log(request: Request, project: str, ts: str, folder: str) -> Response:
+        """``.../logs/last``: the session's last log entry as text (empty when it has none, or is gone)."""
+        try:
+            session = session_for(app, request, project, ts, folder)
+        except HttpError as err:
+            if err.status != 404:
+                raise
+            return Response(200, b"", "text/plain")
+        return Response(200, (session.log[-1] if session.log else "").encode(), "text/plain")
 
     def scans(request: Request, project: str, ts: str, folder: str) -> Response:
         session = session_for(app, request, project, ts, folder)
@@ -279,6 +292,7 @@ def register(router: Router, app: App) -> None:
     router.add("GET", r"/(?:data|REST)/prearchive(?:/projects)?", listing)
     router.add("GET", r"/(?:data|REST)/prearchive/projects/(?P<projects>[^/]+)", listing)
     router.add("GET DELETE POST", SESSION, one)
+    router.add("GET", SESSION + r"/logs/last", last_log)
     router.add("GET", SESSION + r"/scans", scans)
     router.add("GET", SESSION + r"/scans/(?P<scan>[^/]+)/resources", scan_resources)
     router.add("GET", SESSION + r"/resources", scan_resources)
@@ -393,9 +407,6 @@ class AutoBuilder:
                         sessions.archive(store, self.app.store_owner(session), session, {})
 
     def _archive_direct(self, session: PrearcSession) -> None:
-        store = self.app.store
-        try:
-            sessions.archive(store, self.app.store_owner(session), session, {})
-        except (sessions.ArchiveFailure, HttpError):
-            # "Attempt to direct-archive failed": the session moves into the prearchive (ERROR/CONFLICT).
-            session.direct = False
+        # XNAT's timer queues idle Direct-Archive sessions like a trigger does; here the job runs at once.
+        session.status = commit.QUEUED_BUILDING
+        commit.run_direct(self.app, session, self.app.store_owner(session), delay=0.0)

@@ -190,6 +190,17 @@ class SandboxServer:
         """Requests answered so far (method, path, redacted query, status, user), oldest first."""
         return list(self.app.request_log)
 
+    @property
+    def actions(self) -> dict[tuple[str, str], int]:
+        """Requests that made XNAT build or archive, per ``(kind, session)``: ``("commit", "P/TS/FOLDER")``,
+        ``("archive", "P/TS/FOLDER")``, ``("direct-archive", "P/UID/label")``; counted on arrival, even
+        when the answer was dropped."""
+        return self.app.action_counts()
+
+    def action_count(self, kind: str) -> int:
+        """How many requests of one kind (``"commit"``, ``"archive"``, ``"direct-archive"``) arrived."""
+        return sum(n for (k, _), n in self.actions.items() if k == kind)
+
     def inventory(self) -> dict[str, dict]:
         """What arrived, per session (prearchive, direct-archive and archive); see ``Store.inventory``."""
         return self.app.store.inventory()

@@ -305,6 +305,7 @@ def archive(store: Store, user: User, session: PrearcSession, params: dict[str, 
                 _move_content(session.content, exp.content, replace=False)
         except ArchiveFailure as failure:
             session.status = CONFLICT if failure.conflict else ERROR
+            session.log.append(str(failure))  # PrearcUtils.log: what the Prearchive page's "logs" show
             raise
         store.remove_prearc(session)
         return exp

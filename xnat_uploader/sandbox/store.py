@@ -203,6 +203,7 @@ class PrearcSession:
     built: bool = False
     direct: bool = False  # a Direct-Archive session: not listed in the prearchive
     owner: str = ""  # login of the uploader; the background archiver acts as this user
+    log: list[str] = field(default_factory=list)  # XNAT's per-session log entries (why a build/archive failed)
 
     @property
     def url(self) -> str:

@@ -21,20 +21,18 @@ from xnat_uploader.core import strays
 from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue import outcomes
+from xnat_uploader.core.queue.closing import archive_direct, commit_session, replace_archive, server_notes
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
 from xnat_uploader.core.receipt import build_receipt, write_receipt
 from xnat_uploader.core.transfer.base import ProgressFn, ProgressMeter, RetryPolicy, TransferContext, Transport
 from xnat_uploader.core.transfer.cstore import CStoreTransport
 from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
 from xnat_uploader.core.transfer.gradual import GradualTransport
-from xnat_uploader.core.upload_choices import OnExisting, XnatParams, on_existing_for_job
+from xnat_uploader.core.upload_choices import OnExisting, on_existing_for_job
 from xnat_uploader.core.verify import VerifyResult, verify
 from xnat_uploader.core.xnat import errors as E
-from xnat_uploader.core.xnat.importer import trigger_direct_archive
 from xnat_uploader.core.xnat.keepalive import KeepAlive
 from xnat_uploader.core.xnat.listing import list_prearchive
-from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef
-from xnat_uploader.core.xnat.prearchive import ArchiveOverwrite, archive, build, commit
 from xnat_uploader.core.xnat.server_info import ServerInfo
 
 if TYPE_CHECKING:
@@ -116,8 +114,9 @@ def run_job(
             note, resources = attach_for_job(store, session, job_id, cancel=control.cancel_event)
         unassigned = strays.listed(store, job_id)  # copies XNAT kept while it ran us as guest
         receipt = build_receipt(
-            store.job(job_id), store.files(job_id), result, started, resources=resources, strays=unassigned
-        )
+            store.job(job_id), store.files(job_id), result, started, resources=resources, strays=unassigned,
+            notes=server_notes(store, job_id, started),
+        )  # fmt: skip
         path = write_receipt(receipts_dir, receipt)
         store.set_receipt(job_id, str(path))
         if result is not None and not result.ok:
@@ -188,15 +187,15 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
             ctx.check_cancel()
             store.set_state(job_id, JobState.COMMITTING)
             ctx.meter.set_phase("committing")
-            if direct:
-                archived = _archive_direct(ctx, uri)
+            if direct and "/direct-archive/" in uri:
+                archived = archive_direct(ctx, uri)
                 if archived is None:
                     return None  # XNAT archives it in the background; nothing to list yet
                 uri = archived
             elif on_existing_for_job(ctx.job.spec.options, ctx.job.spec.mode) is OnExisting.REPLACE:
-                uri = _replace_archive(ctx, uri)
-            else:
-                uri = _commit(ctx, uri)
+                uri = replace_archive(ctx, uri)
+            else:  # a Direct-Archive that fell back to (or was moved into) the prearchive is archived from there
+                uri = commit_session(ctx, uri, direct or ctx.job.spec.options.get("destination") == "archive")
             store.set_uri(job_id, uri)
             store.set_state(job_id, JobState.VERIFYING)
             ctx.meter.set_phase("verifying")
@@ -248,54 +247,3 @@ def _unverified(store: QueueStore, job_id: int) -> str:
         f"sent {job.files_sent} files by C-STORE; the DICOM receiver builds the session itself{where}, "
         "XNAT after a few idle minutes"
     )
-
-
-def _archive_direct(ctx: TransferContext, uri: str) -> str | None:
-    """Ask XNAT (1.8.4+) to archive a Direct-Archive session now; its archive URI, or None if it must wait."""
-    if "/direct-archive/" not in uri:
-        return uri  # the server fell back to the prearchive or already archived it
-    try:
-        ctx.retry.run(lambda: trigger_direct_archive(ctx.session, uri), ctx.cancel)
-    except (E.NotFoundError, E.BadRequestError, E.UnexpectedResponseError) as exc:
-        log.info("Direct-archive trigger not available (%s): XNAT archives the session later", type(exc).__name__)
-        return None
-    spec = ctx.job.spec
-    return ArchiveRef(spec.project, spec.subject, spec.session_label).uri
-
-
-def _commit(ctx: TransferContext, uri: str) -> str:
-    """Build the prearchive session (and archive it if asked). Returns where the session is now."""
-    try:
-        ref = PrearchiveRef.parse(uri)
-    except ValueError:
-        return uri  # already archived (a resumed job whose commit went through)
-    archive = ctx.job.spec.options.get("destination") == "archive"
-    extra = XnatParams.from_options(ctx.job.spec.options).archive_params()  # quarantine, triggerPipelines
-    outcome = ctx.retry.run(
-        lambda: commit(ctx.session, ref, auto_archive=True if archive else None, extra=extra), ctx.cancel
-    )
-    return outcome.uri
-
-
-def _replace_archive(ctx: TransferContext, uri: str) -> str:
-    """The choice Replace: build the prearchive session, archive it with ``overwrite=delete``; the archive URI.
-
-    A build, not a commit: a commit archives by itself in a project set to auto-archive, and then merges without
-    replacing. ``/data/services/archive`` with ``overwrite`` is the one request where XNAT replaces files already
-    in the archived session (xnat-api.md 14). Subject and label are sent so the archive goes to the session the
-    plan checked, whatever a labeling plugin says. The archive request is never repeated blindly: XNAT archives
-    inside it, and a second one would find the session half moved.
-    """
-    try:
-        ref = PrearchiveRef.parse(uri)
-    except ValueError:
-        return uri  # already archived (a resumed job whose archive went through)
-    spec = ctx.job.spec
-    ctx.retry.run(lambda: build(ctx.session, ref), ctx.cancel)
-    extra = XnatParams.from_options(spec.options).archive_params()
-    ctx.check_cancel()
-    result = archive(
-        ctx.session, ref, subject=spec.subject, label=spec.session_label, overwrite=ArchiveOverwrite.DELETE,
-        extra=extra,
-    )  # fmt: skip
-    return result.uri

@@ -38,7 +38,7 @@ class TransferProgress:
     """A snapshot of one job's transfer. Plain data: safe to hand to any thread or signal."""
 
     job_id: int
-    phase: str  # "sending", "retrying", "committing", "verifying", "done"
+    phase: str  # "sending", "retrying", "committing", "archiving" (XNAT at work), "verifying", "attaching", "done"
     bytes_done: int
     bytes_total: int
     files_done: int

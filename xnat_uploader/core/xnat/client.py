@@ -7,11 +7,11 @@ and caches the server info. Thread-safe like the session: share one client betwe
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from xnat_uploader.core.secret import Secret
-from xnat_uploader.core.xnat import importer, inbox, listing, prearchive, resources
+from xnat_uploader.core.xnat import importer, inbox, listing, prearchive, resources, settle
 from xnat_uploader.core.xnat.body import Body
 from xnat_uploader.core.xnat.importer import ImportOptions, ImportResult
 from xnat_uploader.core.xnat.inbox import InboxStatus
@@ -156,11 +156,21 @@ class XnatClient:
         overwrite: ArchiveOverwrite | None = None,
         overwrite_files: bool = False,
         extra: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> ActionResult:
-        return prearchive.archive(
-            self.session, ref, subject=subject, label=label, overwrite=overwrite, overwrite_files=overwrite_files,
-            extra=extra,
-        )  # fmt: skip
+        """Archive one session (``/data/services/archive``): one request with the long commit time-out; when
+        its answer is lost, XNAT is watched until it is clear what it did (:mod:`.settle`)."""
+
+        def send() -> ActionResult:
+            return prearchive.archive(
+                self.session, ref, subject=subject, label=label, overwrite=overwrite,
+                overwrite_files=overwrite_files, extra=extra,
+            )  # fmt: skip
+
+        return settle.archive_settled(
+            self.session, ref, send, subject=subject, label=label, cancel=cancel, on_wait=on_wait
+        )
 
     def rebuild(self, refs: PrearchiveRef | Iterable[PrearchiveRef]) -> list[PrearchiveSession]:
         return prearchive.rebuild(self.session, refs)

@@ -378,3 +378,24 @@ def trigger_direct_archive(session: XnatSession, uri: str) -> None:
     """Ask XNAT to archive a Direct-Archive session now (``POST /xapi/direct-archive/...``, XNAT 1.8.4+)."""
     with session.request("POST", uri, expect=(200,), action="archiving a direct-archive session", retries=0):
         pass
+
+
+def direct_archive_status(session: XnatSession, uri: str) -> str | None:
+    """The status of a Direct-Archive session (``GET /xapi/direct-archive/...``), ``None`` once XNAT dropped it.
+
+    XNAT keeps the row while the session waits, builds and archives (RECEIVING, QUEUED_BUILDING, BUILDING,
+    QUEUED_ARCHIVING, ARCHIVING; ERROR when even moving it into the prearchive failed) and deletes it when
+    the session is archived or moved into the prearchive (then 404).
+    """
+    try:
+        with session.request("GET", uri, action="reading a direct-archive session") as resp:
+            data = resp.json()
+    except E.NotFoundError:
+        return None
+    except ValueError:
+        raise E.UnexpectedResponseError(
+            "The server's answer about a direct-archive session is not JSON.",
+            "Check the server address; a proxy or login page may be answering instead of XNAT.",
+        ) from None
+    status = data.get("status") if isinstance(data, dict) else None
+    return str(status or "RECEIVING")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.models import (
+    ArchiveRef,
     Experiment,
     PrearchiveRef,
     PrearchiveSession,
@@ -147,11 +148,75 @@ def list_prearchive(session: XnatSession, project: str | None = None) -> list[Pr
 
 
 def get_prearchive_session(session: XnatSession, ref: PrearchiveRef) -> PrearchiveSession:
-    """One prearchive row (``GET <session>?format=json``). Raises :class:`NotFoundError` when gone."""
-    rows = get_table(session, ref.uri, action="reading a prearchive session")
+    """One prearchive row (``GET <session>?format=json``). Raises :class:`NotFoundError` when gone.
+
+    XNAT answers a gone row with an empty table (1.8.11's ``PrearcSessionResource``) and, by some accounts,
+    with a 500 (xnat-api.md 14); a 500 is therefore checked against the project's listing before it counts
+    as a server fault.
+    """
+    try:
+        rows = get_table(session, ref.uri, action="reading a prearchive session")
+    except E.ServerError as exc:
+        if exc.status != 500 or any(s.ref == ref for s in list_prearchive(session, ref.project)):
+            raise
+        rows = []
     if not rows:
         raise E.NotFoundError("The prearchive session no longer exists.", "Refresh the prearchive list.")
     return PrearchiveSession.from_row(rows[0])
+
+
+def last_log(session: XnatSession, ref: PrearchiveRef) -> str:
+    """XNAT's last log entry of a prearchive session (``.../logs/last``), in a line; ``""`` when there is none.
+
+    XNAT writes the reason of a failed build or archive there (and "Attempt to direct-archive failed" with
+    the exception for a Direct-Archive moved into the prearchive). Best effort: errors give ``""``.
+    """
+    try:
+        with session.request("GET", ref.uri + "/logs/last", action="reading a prearchive session's log") as resp:
+            text = resp.text
+    except E.XnatError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if len(lines) > 1 and not first.endswith((".", ":")) and not lines[1].startswith("at "):
+        first = f"{first}: {lines[1].split(': ', 1)[-1]}"  # "Attempt ... failed" + the exception's message
+    return first[:300]
+
+
+ARCHIVE_UID = "xnat:imageSessionData/UID"
+
+
+def find_archived(
+    session: XnatSession, project: str, label: str, subject: str, study_uid: str = ""
+) -> ArchiveRef | None:
+    """The archived session with ``label`` in ``project``, else the one with StudyInstanceUID ``study_uid``.
+
+    The label comes from the project's experiment listing (default columns, every XNAT); the UID from the
+    same listing filtered on ``xnat:imageSessionData/UID`` with that column asked for (xnat-api.md 5: the
+    listings take XML paths as filters and columns). A row counts only when it carries the UID: a server
+    that ignores the filter cannot make an unrelated session match. ``subject`` names the subject in the
+    returned reference (the listing has no subject label).
+    """
+    for exp in list_experiments(session, project):
+        if exp.label == label:
+            return ArchiveRef(project, subject, exp.label)
+    if not study_uid:
+        return None
+    try:
+        rows = get_table(
+            session, f"/data/projects/{seg(project)}/experiments",
+            {ARCHIVE_UID: study_uid, "columns": f"ID,label,{ARCHIVE_UID}"},
+            action="looking for the session in the archive", project=project,
+        )  # fmt: skip
+    except E.XnatError:
+        return None  # a server without these columns: the label was the only way
+    for row in rows:
+        uid = next((v for k, v in row.items() if k.lower() == ARCHIVE_UID.lower()), "")
+        if uid == study_uid and row.get("label"):
+            return ArchiveRef(project, subject, row["label"])
+    return None
 
 
 def list_prearchive_scans(session: XnatSession, ref: PrearchiveRef, *, file_counts: bool = True) -> list[Scan]:

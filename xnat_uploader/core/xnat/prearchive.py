@@ -96,6 +96,9 @@ def commit(
     200 means it stays in the prearchive (READY); 301 means it was archived, the body naming the archive
     URI. Archive failures (e.g. the session already exists) raise :class:`SessionExistsError` or
     :class:`ArchiveFailedError`; the row is then ERROR/CONFLICT on the server.
+
+    One request with the long commit time-out, never re-sent: when its answer is lost, :mod:`.settle`
+    finds out what XNAT did.
     """
     params: dict[str, str] = {"action": "commit"}
     if source:
@@ -110,6 +113,7 @@ def commit(
         expect=(200, 301),
         action="committing a prearchive session",
         retries=0,
+        timeout=session.options.commit_timeouts,  # XNAT builds and archives inside this request
     ) as resp:
         uri = _body_uri(resp)
         archived = resp.status_code == 301
@@ -156,7 +160,8 @@ def archive(
 
     ``subject``/``label`` rename on the way (``dest`` does not, xnat-api.md 11.10). XNAT answers 200 with
     the archive URI, or 303 with it in ``Location`` when the project auto-archives. Failures (existing
-    session without ``overwrite``, Unassigned source...) raise typed errors.
+    session without ``overwrite``, Unassigned source...) raise typed errors. One request with the long
+    commit time-out; :func:`.settle.archive_settled` adds what to do when its answer is lost.
     """
     form: list[tuple[str, str]] = [("src", ref.path)]
     if overwrite is not None:
@@ -176,6 +181,7 @@ def archive(
         expect=(200, 301, 302, 303),
         action="archiving a prearchive session",
         retries=0,
+        timeout=session.options.commit_timeouts,  # synchronous like a commit (xnat-api.md 14)
     ) as resp:
         if resp.status_code in (301, 302, 303):
             location = resp.headers.get("Location", "")

@@ -35,6 +35,11 @@ class ConnectionOptions:
     re-sent here: the queue runner decides that). ``keepalive_interval``: how often a running job asks XNAT
     whether its login still holds (:mod:`.keepalive`); shortened to a third of the server's own session
     time-out when the server announces a shorter one.
+
+    ``commit_timeout`` is the answer time-out of a commit or an archive request alone: XNAT builds and
+    archives inside that request, up to its ``sessionArchiveTimeoutInterval`` (600 s), so it gets longer
+    than XNAT's own limit. ``archive_wait`` bounds how long the client follows XNAT's work when such an
+    answer was lost, or after a Direct-Archive trigger (which only queues the work).
     """
 
     verify_tls: bool = True
@@ -46,10 +51,17 @@ class ConnectionOptions:
     retry_backoff: float = 0.5
     keepalive_interval: float = 180.0
     user_agent: str = USER_AGENT
+    commit_timeout: float = 660.0
+    archive_wait: float = 1800.0
 
     @property
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout, self.read_timeout)
+
+    @property
+    def commit_timeouts(self) -> tuple[float, float]:
+        """(connect, answer) time-outs of one commit/archive request."""
+        return (self.connect_timeout, self.commit_timeout)
 
 
 def redact_path(path: str) -> str:

@@ -61,6 +61,8 @@ class QueueModel(QAbstractTableModel):
         self._phases = {
             "sending": self.tr("Sending"), "retrying": self.tr("Retrying"), "committing": self.tr("Committing"),
             "verifying": self.tr("Verifying"), "attaching": self.tr("Attaching resources"),
+            # XNAT builds and archives after the commit (or a Direct-Archive): the app watches until it is done.
+            "archiving": self.tr("XNAT is archiving..."),
         }  # fmt: skip
 
     # -- Qt model interface -------------------------------------------------------------------------
