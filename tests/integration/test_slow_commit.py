@@ -189,12 +189,19 @@ def test_a_commit_ending_in_conflict_fails_with_xnats_words_and_a_hint(sandbox_f
         first = _job(store, server, folder)
         assert _run(store, first, _session(server), tmp_path) is JobState.DONE
         server.settings.commit_seconds = 1.5
-        again = _job(store, server, folder)  # the same session label again, no merge allowed
+        # Another study under the same subject and session label: a commit merges, but not another study's UID.
+        other = write_corpus(tmp_path / "other", seed=1, patients=1, series_per_study=1, instances_per_series=3)
+        scanned = scan_paths([other[0].path.parent])
+        label = store.job(first).spec
+        target = Target(project="DEMO", subject=label.subject, session=label.session_label, overwrite="add")
+        (planned,) = plan_jobs(build_index(scanned.instances, scanned.rejected), target).jobs
+        options = {"workers": 4, "destination": "archive", "overwrite": "add"}
+        again = enqueue(store, planned, server_url=server.url, user="admin", mode="zip", options=options)
         timeouts = {"commit_timeout": 0.5} if answer == "lost" else {}
         assert _run(store, again, _session(server, **timeouts), tmp_path) is JobState.FAILED
         job = store.job(again)
     assert "XNAT did not archive the session: it conflicts with a session already in the archive" in job.message
-    assert "XNAT says: Session already exists, retry with overwrite enabled" in job.message
+    assert "XNAT says: Invalid modification of session UID via archive process" in job.message
     assert "Archive it from the Prearchive tab" in job.hint
     assert "re-send" in job.hint
     assert server.action_count("commit") == 2  # one per job
