@@ -11,6 +11,7 @@ from xnat_uploader.core.settings import Defaults
 from xnat_uploader.core.upload_choices import (
     OnExisting,
     XnatParams,
+    archive_overwrite,
     dest_problems,
     on_existing_for_job,
     parse_dest,
@@ -50,6 +51,15 @@ def test_a_queued_job_runs_with_what_its_destination_allows():
     direct = {"overwrite": "replace", "destination": "direct", "direct_archive": True}
     assert on_existing_for_job(direct) is OnExisting.ADD
     assert on_existing_for_job({"overwrite": "replace", "destination": "archive"}, mode="cstore") is OnExisting.ADD
+
+
+def test_archiving_from_the_prearchive_sends_overwrite_only_to_replace():
+    """XNAT archives one session into an existing one whatever ``overwrite`` says; with it (append or delete alike)
+    the merge overwrites what the session holds. Refusing is ours, adding sends nothing."""
+    assert [archive_overwrite(c) for c in OnExisting] == [None, None, "delete"]
+    assert all(c.archive_help and c.archive_short for c in OnExisting)
+    assert "refuses" in OnExisting.ADD.help  # the upload's "Add" no longer promises a merge XNAT will not do
+    assert "nothing is deleted" in OnExisting.REPLACE.archive_help
 
 
 def test_old_settings_files_load_with_the_new_names(tmp_path):

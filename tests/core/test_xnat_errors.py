@@ -53,6 +53,8 @@ def test_html_entities_are_unescaped():
         (409, "Session already exists, retry with overwrite enabled", E.SessionExistsError, False),
         (400, "Session already contains a scan (4) with the same UID and number.", E.SessionExistsError, False),
         (500, "FAILED: Session already exists, retry with overwrite enabled", E.SessionExistsError, False),
+        (500, "FAILED: Session already exists with matching files.", E.SessionExistsError, False),
+        (500, "FAILED: Session already exists with the same resources.", E.SessionExistsError, False),
         (500, "FAILED: something broke in the archiver", E.ArchiveFailedError, False),
         (400, "unable to archive for the Prearchive session", E.ArchiveFailedError, False),
         (409, "session document locked", E.SessionLockedError, True),
@@ -80,6 +82,18 @@ def test_error_mapping(status, message, kind, transient):
     assert isinstance(err, UserError)
     assert err.message
     assert err.hint
+
+
+@pytest.mark.parametrize("words", ["Session already exists with matching files.",
+                                   "Session already exists with the same resources."])  # fmt: skip
+def test_xnats_refusal_of_images_it_holds_says_what_happened_and_what_to_do(words):
+    """XNAT's two refusals of a merge holding images the archived session has (MergeSessionsA.checkForConflict)."""
+    err = E.error_for_status(500, restlet(f"FAILED: {words}"))
+    assert err.message == E.ALREADY_HELD
+    assert "already holds some of these images" in err.message
+    assert '"Replace what is already there"' in err.hint
+    assert "leave out the series already archived" in err.hint
+    assert err.detail == f"FAILED: {words}"
 
 
 def test_404_about_a_project_names_the_project():

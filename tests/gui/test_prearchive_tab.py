@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from tests.integration._client_data import make_study
+from xnat_uploader.core.upload_choices import OnExisting
 from xnat_uploader.core.xnat import ImportHandler, ImportOptions, PrearchiveRef, XnatClient
 from xnat_uploader.gui.dialogs.prearchive_dialogs import ArchiveChoice, ArchiveDialog
 from xnat_uploader.gui.models.prearchive_model import (
@@ -98,11 +99,18 @@ def test_lists_sessions_with_status_counts_filter_and_details(qtbot, qtmodeltest
     qtmodeltester.check(panel.proxy)
 
 
-def test_archive_with_relabel_then_conflict_shows_in_the_row(qtbot, sandbox, client, tmp_path, make_panel, monkeypatch):
+def test_archive_with_relabel_then_each_choice_for_an_existing_session(
+    qtbot, sandbox, client, tmp_path, make_panel, monkeypatch
+):
+    """Another study archived under a label already taken: "Refuse" stops before asking XNAT (the row stays
+    READY), "Add" is refused by XNAT (another study: CONFLICT), "Replace" lets XNAT merge it (overrideExceptions)."""
     one, two = _upload(client, tmp_path, 3, "ONE"), _upload(client, tmp_path, 4, "TWO")
     panel = make_panel()
     _wait_listed(qtbot, panel, [one, two])
-    choices = iter([ArchiveChoice("NEWSUBJ", "RELABELED"), ArchiveChoice("NEWSUBJ", "RELABELED")])
+    choices = iter(
+        [ArchiveChoice("NEWSUBJ", "RELABELED")]
+        + [ArchiveChoice("NEWSUBJ", "RELABELED", c) for c in (OnExisting.REFUSE, OnExisting.ADD, OnExisting.REPLACE)]
+    )
     monkeypatch.setattr(prearchive_panel, "ask_archive", lambda parent, sessions: next(choices))
 
     panel.select([one])
@@ -114,11 +122,27 @@ def test_archive_with_relabel_then_conflict_shows_in_the_row(qtbot, sandbox, cli
     qtbot.waitUntil(lambda: _cell(panel, one, COL_STATUS) == "(gone)", timeout=8000)  # kept with its result
 
     panel.select([two])
-    panel.buttons["archive"].click()  # same label, overwrite none: XNAT refuses
+    seen = len(sandbox.request_log)
+    panel.buttons["archive"].click()  # Refuse: checked by us, nothing sent to the archive service
     qtbot.waitUntil(lambda: _cell(panel, two, COL_RESULT, Qt.ItemDataRole.ForegroundRole) == RED, timeout=10000)
-    assert "exists" in _cell(panel, two, COL_RESULT).lower(), _cell(panel, two, COL_RESULT)
-    qtbot.waitUntil(lambda: _cell(panel, two, COL_STATUS) in ("CONFLICT", "ERROR"), timeout=8000)
+    assert _cell(panel, two, COL_RESULT).startswith(
+        "Nothing was archived: a session RELABELED already exists in the archive of DEMO."
+    )
+    assert not any(r.path == "/data/services/archive" for r in sandbox.request_log[seen:])
+    assert client.prearchive_session(two).status == "READY"
+
+    panel.buttons["archive"].click()  # Add: XNAT merges, but not another study under that label
+    qtbot.waitUntil(lambda: _cell(panel, two, COL_STATUS) == "CONFLICT", timeout=10000)
+    assert _cell(panel, two, COL_RESULT).startswith("XNAT could not archive the session.")
+    assert _cell(panel, two, COL_RESULT, Qt.ItemDataRole.ForegroundRole) == RED
     assert _cell(panel, two, COL_STATUS, Qt.ItemDataRole.ForegroundRole) == RED
+
+    panel.buttons["archive"].click()  # Replace: overwrite=delete, XNAT lets it in
+    qtbot.waitUntil(lambda: _cell(panel, two, COL_RESULT, Qt.ItemDataRole.ForegroundRole) == GREEN, timeout=10000)
+    assert _cell(panel, two, COL_RESULT) == "Archived as DEMO/NEWSUBJ/RELABELED"
+    [entry] = [e for e in sandbox.inventory().values() if e["where"] == "archive"]
+    assert len(entry["series"]) == 4  # both studies' series, nothing deleted
+    qtbot.waitUntil(lambda: _cell(panel, two, COL_STATUS) == "(gone)", timeout=8000)
 
     panel.refresh_button.click()  # a refresh the user asks for forgets the gone rows
     qtbot.waitUntil(lambda: panel.model.row_of(one) < 0, timeout=8000)
@@ -184,12 +208,45 @@ def test_archive_dialog_checks_labels(qtbot, client, tmp_path):
     assert not ok.isEnabled()
     assert "Session label may only contain" in dialog.problem.text()
     dialog.label.setText("GOOD_1")
-    dialog.overwrite.setCurrentIndex(1)
+    dialog.on_existing.setCurrentIndex(1)
     assert ok.isEnabled()
-    assert dialog.choice() == ArchiveChoice("", "GOOD_1", dialog.overwrite.itemData(1))
+    assert dialog.choice() == ArchiveChoice("", "GOOD_1", OnExisting.ADD)
     several = ArchiveDialog([session, session])
     qtbot.addWidget(several)
     assert not several.label.isEnabled()  # one label cannot name several sessions
+
+
+def test_archive_dialog_offers_what_xnat_does_with_a_tip_each(qtbot, client, tmp_path):
+    """XNAT archives one session into an existing one whatever ``overwrite`` says, and never deletes: the items
+    are the upload's three choices (refusing is ours), each with what XNAT does as its tip and under the box."""
+    ref = _upload(client, tmp_path, 15, "ONE")
+    (session,) = [s for s in client.prearchive("DEMO") if s.ref == ref]
+    dialog = ArchiveDialog([session])
+    qtbot.addWidget(dialog)
+    box = dialog.on_existing
+    items = [box.itemText(i) for i in range(box.count())]
+    assert items == ["Refuse if the session exists", "Add to the existing session", "Replace what is already there"]
+    assert not any("None" in t or "Delete" in t or "fail" in t.lower() for t in items)  # promises XNAT did not keep
+    tips = [box.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(box.count())]
+    assert tips == [c.archive_help for c in OnExisting]
+    assert "this app looks before asking XNAT" in tips[0]
+    assert "XNAT refuses" in tips[1]
+    assert "CONFLICT" in tips[1]
+    assert "nothing there is deleted or replaced" in tips[1]
+    assert "replaced by these" in tips[2]
+    assert "nothing is deleted" in tips[2]
+    assert dialog.choice().on_existing is OnExisting.REFUSE  # the default changes nothing that exists
+    for i, choice in enumerate(OnExisting):
+        box.setCurrentIndex(i)
+        assert dialog.on_existing_help.text() == box.toolTip() == choice.archive_help
+        assert dialog.choice().on_existing is choice
+    box.setCurrentIndex(1)
+    dialog.resize(560, dialog.sizeHint().height())
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    folder = Path(os.environ.get(SCREENSHOT_DIR) or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    assert dialog.grab().save(str(folder / "archive_dialog.png"))
 
 
 def test_install_in_main_window_and_screenshot(qtbot, sandbox, client, tmp_path, make_controller, monkeypatch):

@@ -14,6 +14,7 @@ from tests.integration._client_data import make_study
 from xnat_uploader import cli
 from xnat_uploader.core import credentials, settings
 from xnat_uploader.core.credentials import SERVICE, account_name
+from xnat_uploader.core.upload_choices import OnExisting
 from xnat_uploader.core.xnat import ImportHandler, ImportOptions, XnatClient
 
 PASSWORD = "Cli-Pass-42"
@@ -157,6 +158,50 @@ def test_prearchive_commands(sandbox, monkeypatch, capsys, tmp_path):
     code, _, err = run(monkeypatch, capsys, "prearchive", "list", "--project", "NOSUCH")
     assert code == 1
     assert "NOSUCH" in err
+
+
+def test_prearchive_archive_overwrite_says_and_does_what_xnat_does(sandbox, monkeypatch, capsys, tmp_path):
+    """``--overwrite refuse|add|replace`` (refuse the default, alone: add). XNAT archives one session into an existing
+    one whatever ``overwrite`` says; refusing is checked by us, "add" is refused by XNAT when the archived session
+    holds these images, "replace" lets it overwrite them."""
+    with pytest.raises(SystemExit):
+        cli.main(["prearchive", "archive", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for choice in OnExisting:
+        assert f"{choice.value}: {choice.archive_short}" in help_text
+    assert "--overwrite alone means add" in help_text
+    assert login(monkeypatch, capsys, sandbox)[0] == 0
+
+    def upload(n: int) -> str:
+        with XnatClient(sandbox.url, "admin", PASSWORD) as client:
+            study = make_study(tmp_path / str(n), seed=43)  # the same study each time: the same images
+            opts = ImportOptions.for_uploader(ImportHandler.DICOM_ZIP, "DEMO", "SUBJ", "VISIT", commit=True)
+            ref = client.import_data(study.zip_bytes(), opts).prearchive[0]
+        return f"DEMO/{ref.timestamp}/{ref.folder}"
+
+    code, out, err = run(monkeypatch, capsys, "prearchive", "archive", upload(0))  # nothing there yet: archived
+    assert code == 0, err
+    again = upload(1)
+    seen = len(sandbox.request_log)
+    code, _, err = run(monkeypatch, capsys, "prearchive", "archive", again)  # refuse: ours, nothing sent
+    assert code == 1
+    assert "Nothing was archived: a session VISIT already exists in the archive of DEMO." in err
+    assert not any(r.path == "/data/services/archive" for r in sandbox.request_log[seen:])
+    code, _, err = run(monkeypatch, capsys, "prearchive", "archive", again, "--overwrite")  # alone: add
+    assert code == 1
+    assert "The session in the archive already holds some of these images" in err
+    assert '"Replace what is already there"' in err
+    [row] = [r for r in sandbox.inventory().values() if r["where"] == "prearchive"]
+    assert row["status"] == "CONFLICT"
+    code, out, err = run(monkeypatch, capsys, "prearchive", "archive", again, "--overwrite", "replace")
+    assert code == 0, err
+    assert "/data/archive/projects/DEMO/subjects/SUBJ/experiments/VISIT" in out
+    sent = [r.form for r in sandbox.request_log[seen:] if r.path == "/data/services/archive"]
+    assert len(sent) == 2  # add, then replace
+    assert "overwrite" not in sent[0]
+    assert "overwrite=delete" in sent[1]
+    [entry] = sandbox.inventory().values()
+    assert {n for counts in entry["counts"].values() for n in counts.values()} == {2}  # replaced, nothing added twice
 
 
 def test_prearchive_with_password_stdin_and_no_saved_server(sandbox, monkeypatch, capsys):

@@ -64,19 +64,25 @@ def test_archive_with_subject_and_label_overrides(client, tmp_path):
     assert client.prearchive("DEMO") == []
 
 
-def test_archive_into_an_existing_session_needs_overwrite(client, tmp_path):
+def test_archive_into_an_existing_session_overwrites_only_with_overwrite(client, sandbox, tmp_path):
+    """XNAT archives one session into an existing one whatever ``overwrite`` says, but refuses files it already
+    holds unless ``overwrite`` lets it replace them: the client says so in a coordinator's words."""
     first = upload(client, tmp_path, 24, "SAME")
     client.build(first)
     client.archive(first)
-    again = upload(client, tmp_path / "again", 24, "SAME")
+    again = upload(client, tmp_path / "again", 24, "SAME")  # the same study and files once more
     client.build(again)
     with pytest.raises(E.SessionExistsError) as info:
         client.archive(again)
     assert not info.value.transient
-    assert "overwriting" in info.value.hint
-    client.rebuild(again)  # the failed archive left it in CONFLICT/ERROR; a rebuild makes it usable again
-    result = client.archive(again, overwrite=ArchiveOverwrite.APPEND)
+    assert info.value.message.startswith("The session in the archive already holds some of these images")
+    assert '"Replace what is already there"' in info.value.hint
+    assert info.value.detail == "FAILED: Session already exists with matching files."
+    assert client.prearchive_session(again).status == "CONFLICT"
+    result = client.archive(again, overwrite=ArchiveOverwrite.APPEND)  # append or delete: overwrite, delete nothing
     assert result.archived
+    [entry] = sandbox.inventory().values()
+    assert {n for counts in entry["counts"].values() for n in counts.values()} == {2}  # each replaced once
 
 
 def test_archive_answering_303_in_auto_archive_project(sandbox, tmp_path):

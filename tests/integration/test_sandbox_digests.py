@@ -1,6 +1,6 @@
 """File digests are computed when first asked for, not on receipt: they must still be exactly the
-SHA-256 of the stored bytes (listings, inventory, after a restart) and still decide merges and the
-names of files whose uploaded name another instance holds."""
+SHA-256 of the stored bytes (listings, inventory, after a restart) and still decide the names of files
+whose uploaded name another instance holds. They never decide a merge: XNAT compares names and UIDs."""
 
 from __future__ import annotations
 
@@ -93,21 +93,28 @@ def test_one_generated_name_per_distinct_content_of_an_instance(sandbox, tmp_pat
     assert entry["files"] == 3
 
 
-def test_archive_merge_still_compares_the_contents_of_same_named_files(sandbox, tmp_path):
+def test_archive_merge_refuses_same_named_files_whatever_their_contents(sandbox, tmp_path):
+    """XNAT's merge compares file names and SOP Instance UIDs, never bytes (``MergeSessionsA.checkForConflict``):
+    identical files are refused like changed ones; ``overwrite_files=true`` lets the changed bytes replace."""
     api = Api(sandbox.url)
     files = study(tmp_path, seed=73)
     commit = {"PROJECT_ID": "DEMO", "SUBJECT_ID": "S", "EXPT_LABEL": "M", "action": "commit", "AA": "true"}
     assert api.import_zip(zip_of(files), **commit).status_code == 200
-    same = api.import_zip(zip_of(files), **commit, overwrite="append")
-    assert same.status_code == 200, same.text  # identical files merge
     changed = [dataclasses.replace(files[0], path=changed_copy(files[0].path, tmp_path / "c.dcm")), *files[1:]]
-    r = api.import_zip(zip_of(changed), **commit, overwrite="append")
-    assert r.status_code == 400
-    assert h3(r) == "unable to archive for the Prearchive session"
-    [row] = api.rows("/data/prearchive")
-    assert row["status"] == "CONFLICT"
+    for upload in (files, changed):
+        r = api.import_zip(zip_of(upload), **commit, overwrite="append")
+        assert r.status_code == 400
+        assert h3(r) == "unable to archive for the Prearchive session"
+        [row] = api.rows("/data/prearchive")
+        assert row["status"] == "CONFLICT"
+        assert api.get(f"/data{row['url']}/logs/last").text == "Session already exists with matching files."
+        assert api.delete(f"/data{row['url']}").status_code == 200
+        assert sandbox.inventory()["archive:DEMO/M"]["series"] == expected_series(files)  # untouched
+    r = api.import_zip(zip_of(changed), **commit, overwrite="append", overwrite_files="true")
+    assert r.status_code == 200, r.text
     archived = sandbox.inventory()["archive:DEMO/M"]
-    assert archived["series"] == expected_series(files)
+    assert archived["series"] == expected_series(changed)  # the changed bytes replaced the archived file
+    assert archived["files"] == len(files)
 
 
 def test_a_state_file_with_digest_lists_still_loads(tmp_path):

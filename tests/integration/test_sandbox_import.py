@@ -119,9 +119,10 @@ def test_commit_with_auto_archive_returns_the_archive_uri(sandbox, api, files):
     again = api.import_zip(zip_of(files), PROJECT_ID="DEMO", SUBJECT_ID="S", EXPT_LABEL="A", action="commit", AA="true")
     assert again.status_code == 400
     assert h3(again) == "unable to archive for the Prearchive session"
-    merged = api.import_zip(
-        zip_of(files), PROJECT_ID="DEMO", SUBJECT_ID="S", EXPT_LABEL="A", action="commit", AA="true", overwrite="append"
-    )
+    params = {"PROJECT_ID": "DEMO", "SUBJECT_ID": "S", "EXPT_LABEL": "A", "action": "commit", "AA": "true"}
+    refused = api.import_zip(zip_of(files), **params, overwrite="append")  # merges, but not files already there
+    assert refused.status_code == 400
+    merged = api.import_zip(zip_of(files), **params, overwrite="delete")  # overrideExceptions: they are replaced
     assert merged.status_code == 200
 
 

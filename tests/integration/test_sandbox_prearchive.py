@@ -159,22 +159,27 @@ def test_archive_service_with_relabel(sandbox, api, files):
     assert inv["series"] == expected_series(files)
 
 
-def test_archive_conflict_then_append_and_redirect(sandbox, api, files, tmp_path):
+def test_archive_merge_then_conflict_then_append_and_redirect(sandbox, api, files, tmp_path):
+    """One session through the archive service always merges (XNAT's ``Archiver`` passes allowSessionMerge=true);
+    it refuses files the archived session holds unless ``overwrite`` lets them be replaced."""
     upload(api, files[:3], label="X")
     first = api.rows("/data/prearchive")[0]
     api.post("/data/services/archive", data={"src": "/data" + first["url"]})
     uri = upload(api, files[3:], label="X")  # the second series of the same study, same label
     r = api.post("/data/services/archive", data={"src": uri})
-    assert r.status_code == 500
-    assert h3(r) == "FAILED: Session already exists, retry with overwrite enabled"
-    assert api.rows(uri)[0]["status"] == "CONFLICT"
-    r = api.post("/data/services/archive", data={"src": uri, "overwrite": "append", "redirect": "true"})
-    assert r.status_code == 303
-    assert r.headers["Location"].endswith("/data/archive/projects/DEMO/subjects/S1/experiments/X")
+    assert r.status_code == 200, r.text  # merged without ``overwrite``
     inv = next(iter(sandbox.inventory().values()))
     assert inv["series"] == expected_series(files)  # both series now in one archived session
+    again = upload(api, files[:3], label="X")  # the first series once more
+    r = api.post("/data/services/archive", data={"src": again})
+    assert r.status_code == 500
+    assert h3(r) == "FAILED: Session already exists with matching files."
+    assert api.rows(again)[0]["status"] == "CONFLICT"
+    r = api.post("/data/services/archive", data={"src": again, "overwrite": "append", "redirect": "true"})
+    assert r.status_code == 303
+    assert r.headers["Location"].endswith("/data/archive/projects/DEMO/subjects/S1/experiments/X")
     other = upload(api, study(tmp_path, seed=9), label="X")  # another study under the same label
-    r = api.post("/data/services/archive", data={"src": other, "overwrite": "append"})
+    r = api.post("/data/services/archive", data={"src": other})
     assert r.status_code == 500
     assert "Invalid modification of session" in h3(r)
 
@@ -261,10 +266,9 @@ def test_commit_always_merges_and_archive_with_delete_replaces_like_xnat(sandbox
     assert entry["series"] == expected_series(files)
     other = study(tmp_path / "other", seed=11)  # another study under the same label
     again = upload(api, other, label="M")
-    r = api.post("/data/services/archive", data={"src": again, "overwrite": "append"})
+    r = api.post(again, params={"action": "commit", "AA": "true"})
     assert r.status_code == 500
     assert "Invalid modification of session UID" in h3(r)
-    api.post(again, params={"action": "reset-status"})
     r = api.post("/data/services/archive", data={"src": again, "overwrite": "delete"})
     assert r.status_code == 200, r.text
     [entry] = sandbox.inventory().values()

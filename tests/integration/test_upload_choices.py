@@ -15,13 +15,14 @@ from urllib.parse import parse_qs
 import pydicom
 import pytest
 
-from tests.integration.sandbox_data import expected_series
+from tests.integration.sandbox_data import Api, expected_series, zip_of
 from xnat_uploader.cli import main
 from xnat_uploader.core.dicom.index import build_index
 from xnat_uploader.core.dicom.scan import scan_paths
 from xnat_uploader.core.plan import Target, enqueue, plan_jobs
 from xnat_uploader.core.queue.runner import run_job
 from xnat_uploader.core.queue.store import JobState, QueueStore
+from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
 from xnat_uploader.core.xnat.session import XnatSession
 from xnat_uploader.sandbox.synthetic import write_corpus
 
@@ -119,6 +120,84 @@ def test_add_merges_into_the_archived_session(sandbox, study, capsys):
     [entry] = sandbox.inventory().values()
     assert (entry["where"], entry["label"]) == ("archive", "VISIT1")
     assert entry["series"] == expected_series(files)  # the old series and the new one
+    assert {n for counts in entry["counts"].values() for n in counts.values()} == {1}  # each image once
+
+
+def test_add_that_re_sends_archived_series_sends_nothing_and_says_what_to_do(sandbox, study, capsys):
+    """XNAT refuses a whole merge holding any image the archived session has (MergeSessionsA.checkForConflict): an
+    "Add" that would re-send series the session holds stops before sending; Replace is the way through."""
+    folder, files = study
+    series = sorted({f.path.parent for f in files})
+    code, _, err = cli(sandbox, capsys, "upload", str(series[0]), "-P", "DEMO", "-E", "VISIT1", "--archive")
+    assert code == 0, err
+    before = sandbox.inventory()
+    seen = len(sandbox.request_log)
+    code, out, err = cli(sandbox, capsys, "upload", str(folder), "-P", "DEMO", "-E", "VISIT1", "--archive",
+                         "--overwrite", "add", "--json")  # fmt: skip
+    assert code == 1, out
+    number = pydicom.dcmread(next(f.path for f in files if f.path.parent == series[0])).SeriesNumber
+    assert f"Session VISIT1 in the archive already holds images of series {number} " in err
+    assert "XNAT refuses to add images a session already has (even identical ones), so nothing was sent." in err
+    assert f'Leave out series {number} and upload again, or choose "Replace what is already there"' in err
+    assert requests_to(sandbox, IMPORT, seen) == []  # nothing sent, nothing left in the prearchive
+    assert commits(sandbox, seen) == []
+    assert sandbox.inventory() == before
+    code, out, err = cli(sandbox, capsys, "upload", str(folder), "-P", "DEMO", "-E", "VISIT1", "--archive",
+                         "--overwrite", "replace", "--json")  # fmt: skip
+    assert code == 0, err
+    [entry] = sandbox.inventory().values()
+    assert entry["series"] == expected_series(files)
+
+
+class ArchivedMeanwhile:
+    """DICOM-zip; once the job's files are sent, ``meanwhile()`` runs (another upload of the same images)."""
+
+    name = "zip"
+
+    def __init__(self, meanwhile) -> None:
+        self.inner, self.meanwhile = DicomZipTransport(), meanwhile
+
+    def send(self, ctx, files):
+        sent = self.inner.send(ctx, files)
+        self.meanwhile()
+        return sent
+
+
+def test_add_whose_commit_xnat_refuses_fails_in_plain_words(sandbox, study, tmp_path):
+    """When XNAT itself refuses the merge (here another upload archived the same images while this one was being
+    sent, after the check), the job fails saying what happened and what to do; the upload waits in the prearchive."""
+    folder, files = study
+    result = scan_paths([folder])
+    plan = plan_jobs(build_index(result.instances, result.rejected), Target("DEMO", session="VISIT1", overwrite="add"))
+    assert plan.ok, plan
+    [job] = plan.jobs
+
+    def archive_the_same_images() -> None:
+        api = Api(sandbox.url)
+        r = api.import_zip(zip_of(files[:3]), dest="/prearchive/projects/DEMO/20200101_000000000/OTHER")
+        assert r.status_code == 200, r.text
+        form = {"src": r.text.strip(), "session": "VISIT1", "subject": job.subject}
+        r = api.post("/data/services/archive", data=form)
+        assert r.status_code == 200, r.text
+
+    options = {"workers": 2, "overwrite": "add", "destination": "archive"}
+    with QueueStore(tmp_path / "q.db") as store, XnatSession(sandbox.url, "admin", "admin") as session:
+        job_id = enqueue(store, job, server_url=sandbox.url, user="admin", mode="zip", options=options)
+        state = run_job(store, job_id, session, receipts_dir=tmp_path / "receipts",
+                        transports={"zip": lambda: ArchivedMeanwhile(archive_the_same_images)})  # fmt: skip
+        assert state is JobState.FAILED
+        row = store.job(job_id)
+    assert row.message.startswith("The session in the archive already holds some of these images, so XNAT added "
+                                  "none of them (it refuses to add an image a session already has, even an "
+                                  "identical one).")  # fmt: skip
+    assert "This upload waits in the prearchive as CONFLICT. XNAT says: Session already exists with the" in row.message
+    assert '"Replace what is already there"' in row.hint
+    [commit] = commits(sandbox)
+    assert "overwrite_files" not in commit  # "Add" never lets XNAT overwrite
+    archived = sandbox.inventory()["archive:DEMO/VISIT1"]
+    assert archived["series"] == expected_series(files[:3])  # the other upload's, untouched
+    [waiting] = [e for e in sandbox.inventory().values() if e["where"] == "prearchive"]
+    assert (waiting["status"], waiting["series"]) == ("CONFLICT", expected_series(files))  # nothing lost
 
 
 @pytest.mark.parametrize("spelling", ["replace", "delete"])  # "delete" is the old name, kept as an alias
@@ -233,11 +312,13 @@ def test_import_archive_flags_and_dest(sandbox, client, study, capsys, tmp_path)
 
 @pytest.mark.parametrize(("old", "request_path"), [("append", "commit"), ("delete", ARCHIVE)])
 def test_a_job_queued_by_an_older_version_runs_with_its_choice(sandbox, study, capsys, tmp_path, old, request_path):
-    """Queued jobs hold the old names: "append" still merges by commit, "delete" with the archive replaces."""
+    """Queued jobs hold the old names: "append" still merges by commit (a new series here: XNAT refuses images it
+    holds), "delete" with the archive replaces (the whole study again)."""
     folder, files = study
-    code, _, err = cli(sandbox, capsys, "upload", str(folder), "-P", "DEMO", "-E", "VISIT1", "--archive")
+    series = sorted({f.path.parent for f in files})
+    code, _, err = cli(sandbox, capsys, "upload", str(series[0]), "-P", "DEMO", "-E", "VISIT1", "--archive")
     assert code == 0, err
-    result = scan_paths([folder])
+    result = scan_paths([series[1] if old == "append" else folder])
     plan = plan_jobs(build_index(result.instances, result.rejected), Target("DEMO", session="VISIT1", overwrite=old))
     assert plan.ok, plan
     old_options = {"workers": 2, "overwrite": old, "destination": "archive", "direct_archive": False}
@@ -256,3 +337,5 @@ def test_a_job_queued_by_an_older_version_runs_with_its_choice(sandbox, study, c
         assert archived["overwrite"] == ["delete"]
         assert commits(sandbox, seen) == []
     assert all("overwrite" not in p for p in requests_to(sandbox, IMPORT, seen))
+    [entry] = sandbox.inventory().values()
+    assert entry["series"] == expected_series(files)

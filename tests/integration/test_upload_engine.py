@@ -261,3 +261,53 @@ def test_a_copied_instance_is_sent_once_and_named_in_the_receipt(sandbox, corpus
     assert {left_out[0]["path"], left_out[0]["reason"].split(" as ")[1].split(",")[0]} == {str(copy), str(original)}
     assert "same instance" in left_out[0]["reason"]
     _assert_exactly_once(sandbox, checksums)
+
+
+class LosesOneFile:
+    """DICOM-zip, but after the first send the server loses one stored file of the session (as a disk fault
+    would): the commit archives the session one file short."""
+
+    name = "zip"
+
+    def __init__(self, server) -> None:
+        self.inner, self.server, self.lost = DicomZipTransport(), server, ""
+
+    def send(self, ctx, files):
+        sent = self.inner.send(ctx, files)
+        if not self.lost:
+            store = self.server.app.store
+            with store.lock:
+                [session] = store.prearchive.values()
+                scan = next(iter(session.content.scans.values()))
+                name, stored = next(iter(scan.files.items()))
+                stored.digest()  # still counted as received
+                stored.path.unlink()
+                del scan.files[name]
+                self.lost = stored.series_uid
+        return sent
+
+
+def test_a_series_short_after_archiving_is_sent_again_and_merged(sandbox, corpus, tmp_path):
+    """The re-send round commits with ``overwrite_files=true``: the short series is partly archived already, and
+    XNAT refuses to merge instances it holds unless it may overwrite them (what it overwrites is this job's)."""
+    folder, written, checksums = corpus
+    one_study = [w for w in written if w.study_uid == written[0].study_uid]
+    losing = LosesOneFile(sandbox)
+    with QueueStore(tmp_path / "q.db") as store:
+        [job_id] = _enqueue_all(store, sandbox, one_study[0].path.parent.parent, "zip", destination="archive")
+        state = run_job(store, job_id, _session(sandbox), receipts_dir=tmp_path / "receipts", retry=FAST_RETRY,
+                        transports={"zip": lambda: losing})  # fmt: skip
+        job = store.job(job_id)
+        assert state is JobState.DONE, job.message
+        assert job.message == "verified: 3/3 series, 24 files"
+    commits = [r for r in sandbox.request_log if "action=commit" in r.query]
+    assert len(commits) == 2
+    assert "overwrite_files" not in commits[0].query
+    assert "overwrite_files=true" in commits[1].query
+    [entry] = sandbox.inventory().values()
+    assert entry["where"] == "archive"
+    assert entry["series"] == {s: {w.sop_instance_uid: checksums[w.sop_instance_uid] for w in one_study
+                                   if w.series_uid == s} for s in {w.series_uid for w in one_study}}  # fmt: skip
+    resent = {sop for sop, n in entry["counts"][losing.lost].items() if n == 2}
+    assert resent == {w.sop_instance_uid for w in one_study if w.series_uid == losing.lost}  # the short series again
+    assert all(n == 1 for s, counts in entry["counts"].items() if s != losing.lost for n in counts.values())

@@ -10,8 +10,10 @@ from xnat_uploader import paths
 from xnat_uploader.commands._connect import EXIT_FAIL, EXIT_OK, add_server_args, connect, report
 from xnat_uploader.core.attach import attach_pending, jobs_waiting_for_archive
 from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.prearchive_archive import archive_as_chosen
 from xnat_uploader.core.queue.store import QueueStore
-from xnat_uploader.core.xnat import ArchiveOverwrite, PrearchiveRef, XnatClient
+from xnat_uploader.core.upload_choices import CLI_NAMES, OnExisting, parse_on_existing
+from xnat_uploader.core.xnat import PrearchiveRef, XnatClient
 from xnat_uploader.core.xnat.models import PrearchiveSession
 
 
@@ -33,9 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ar.add_argument(
         "--overwrite",
         nargs="?",
-        const="append",
-        choices=[o.value for o in ArchiveOverwrite],
-        help="merge into an existing session (append; 'delete' also allows replacing data)",
+        type=str.lower,
+        const=OnExisting.ADD.value,
+        default=OnExisting.REFUSE.value,
+        choices=CLI_NAMES,
+        metavar="{refuse,add,replace}",
+        help="if the archive already has a session of that label. "
+        + "; ".join(f"{c.value}: {c.archive_short}" for c in OnExisting)
+        + ". --overwrite alone means add; the old names none, append and delete mean refuse, add and replace",
     )
     add_server_args(ar)
 
@@ -113,10 +120,9 @@ def _act(client: XnatClient, args: argparse.Namespace, refs: list[PrearchiveRef]
     for ref in refs:
         try:
             if args.prearchive_action == "archive":
-                overwrite = ArchiveOverwrite(args.overwrite) if args.overwrite else None
-                result = client.archive(
-                    ref, subject=args.subject, label=args.label, overwrite=overwrite, on_wait=_Said().say
-                )
+                choice = parse_on_existing(args.overwrite) or OnExisting.REFUSE
+                result = archive_as_chosen(client, ref, choice, subject=args.subject, label=args.label,
+                                           on_wait=_Said().say)  # fmt: skip
                 print(f"Archived {_short(ref)} -> {result.uri}")
                 failures += _attach_waiting(client, ref, args)
             elif args.prearchive_action == "move":

@@ -1,18 +1,28 @@
 """What a coordinator chooses about how XNAT files an upload: one place for the command line and the window.
 
 **If the session exists** (:class:`OnExisting`). XNAT's own switch, ``overwrite``, does not mean one thing
-(xnat-api.md 14, XNAT 1.8.11's source): a commit of a prearchive session always merges into an archived
-session of the same label and never deletes (``PrearcSessionResource.postActionCommit``); ``overwrite`` on an
-import is read only by DICOM-zip together with ``action=commit``, gradual-DICOM ignores it; files already in an
-archived session are replaced only when a prearchive session is archived through ``/data/services/archive``
-with ``overwrite`` (``Archiver.finishSingleSessionArchive``). So the three choices are built from what XNAT
-does, and the importer's ``overwrite`` is never sent:
+(XNAT 1.8.11's source): a commit of a prearchive session always merges into an archived session of the same
+label (``PrearcSessionResource.postActionCommit``: allowSessionMerge=true, overrideExceptions=false);
+``overwrite`` on an import is read only by DICOM-zip together with ``action=commit``, gradual-DICOM ignores it;
+``/data/services/archive`` of one session also always merges, and replaces files already in the archived
+session only with ``overwrite`` (``append`` or ``delete``, the same there: ``Archiver.finishSingleSessionArchive``
+passes it as overrideExceptions, the merge then overwrites). A merge without that refuses the whole upload
+when it holds any file or instance the archived session already has, whatever the bytes ("Session already
+exists with matching files." / "... with the same resources.", ``MergeSessionsA.checkForConflict``): the
+upload then waits in the prearchive as CONFLICT. Nothing ever deletes scans. So the three choices are built
+from what XNAT does, and the importer's ``overwrite`` is never sent:
 
 * REFUSE: we check before sending (the plan, against the archive, the prearchive and the queue); nothing is sent;
-* ADD: send and commit; XNAT merges (new scans and files added, nothing deleted);
+* ADD: send and commit; XNAT merges (new scans and images added, nothing deleted or replaced). An upload that
+  re-sends images of a series the archived session holds is stopped before sending
+  (:mod:`core.queue.additions`), since XNAT would refuse it whole;
 * REPLACE: send into the prearchive, build the session there (a build never archives by itself, a commit would
   in a project set to auto-archive), then archive it with ``overwrite=delete``. Only for the destination
   "archive": Direct-Archive and "prearchive only" have no such archiving step.
+
+The same three choices archive a session from the Prearchive tab and ``prearchive archive`` (each with its
+:attr:`OnExisting.archive_help`): REFUSE checks the archive first, ADD sends no ``overwrite``, REPLACE
+``overwrite=delete`` (:func:`archive_overwrite`).
 
 **XNAT's import parameters** (:class:`XnatParams`): ``quarantine`` and ``triggerPipelines`` are read by XNAT's
 archiver (``PrearcSessionArchiver``), so they go with the request that archives (the commit, or the archive
@@ -61,6 +71,16 @@ class OnExisting(str, enum.Enum):
         """A few words for the command line's help."""
         return _SHORT[self]
 
+    @property
+    def archive_help(self) -> str:
+        """What XNAT does with this choice when a prearchive session is archived (the Prearchive tab's tip)."""
+        return _ARCHIVE_HELP[self]
+
+    @property
+    def archive_short(self) -> str:
+        """The same in a few words (``prearchive archive --overwrite``)."""
+        return _ARCHIVE_SHORT[self]
+
 
 _LABELS = {
     OnExisting.REFUSE: "Refuse if the session exists",
@@ -70,17 +90,36 @@ _LABELS = {
 _HELP = {
     OnExisting.REFUSE: "Nothing is sent when a session with this label is already in the archive, the prearchive "
     "or the upload queue; you are told which one.",
-    OnExisting.ADD: "XNAT merges the upload into the existing session: new scans and files are added, nothing is "
-    "deleted or replaced.",
+    OnExisting.ADD: "XNAT adds new scans and images to the existing session; nothing there is deleted or "
+    "replaced. XNAT refuses the whole upload if it holds images the session already has: choose Replace, or "
+    "leave those series out.",
     OnExisting.REPLACE: "Files you send replace the same files already in the archived session; scans you do not "
     "send stay. Only with the destination Archive.",
 }
 
 _SHORT = {
     OnExisting.REFUSE: "nothing is sent if the session exists (the default)",
-    OnExisting.ADD: "XNAT merges: new scans and files are added, nothing is deleted",
+    OnExisting.ADD: "XNAT adds new scans and images, nothing is deleted; it refuses images the session already holds",
     OnExisting.REPLACE: "destination archive only: files sent replace the same files in the archived session, "
     "other scans stay",
+}
+
+# Archiving a prearchive session (the Prearchive tab, ``prearchive archive``): what XNAT does with each choice.
+_ARCHIVE_HELP = {
+    OnExisting.REFUSE: "Archived only if the archive has no session with this label: this app looks before asking "
+    "XNAT, and if one is there nothing changes and you are told.",
+    OnExisting.ADD: "XNAT archives it as a new session, or adds its scans and images to the archived session of "
+    "the same label; nothing there is deleted or replaced. XNAT refuses (the session stays here, marked "
+    "CONFLICT) if the archived session already holds any of these images, or is another study.",
+    OnExisting.REPLACE: "XNAT adds its scans and images to the archived session of the same label, and images that "
+    "session already holds are replaced by these; scans not in this session stay, nothing is deleted. Another "
+    "study is let in too.",
+}
+
+_ARCHIVE_SHORT = {
+    OnExisting.REFUSE: "archive only if no session of that label is archived (checked first; the default)",
+    OnExisting.ADD: "XNAT adds to the archived session, nothing is replaced; it refuses images already there",
+    OnExisting.REPLACE: "XNAT adds to the archived session and replaces the images already there; nothing is deleted",
 }
 
 # Old spellings (settings files, queued jobs, the command line's aliases) -> the choice XNAT really made of them.
@@ -119,6 +158,12 @@ def replace_unavailable(destination: str, mode: str = "zip") -> str | None:
             "archive it later from the prearchive with overwrite."
         )
     return None
+
+
+def archive_overwrite(choice: OnExisting) -> str | None:
+    """``overwrite`` for ``/data/services/archive`` of one session: none for REFUSE and ADD (XNAT merges, refusing
+    files it already holds), ``delete`` for REPLACE (XNAT then overwrites them; ``append`` would do the same)."""
+    return "delete" if choice is OnExisting.REPLACE else None
 
 
 def on_existing_for_job(options: Mapping[str, Any], mode: str = "zip") -> OnExisting:

@@ -13,8 +13,10 @@ from typing import Any
 
 from xnat_uploader.core.attach import attach_pending, jobs_waiting_for_archive
 from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.prearchive_archive import archive_as_chosen
 from xnat_uploader.core.queue.store import QueueStore
-from xnat_uploader.core.xnat import ArchiveOverwrite, ArchiveRef, PrearchiveSession, XnatClient
+from xnat_uploader.core.upload_choices import OnExisting
+from xnat_uploader.core.xnat import ArchiveRef, PrearchiveSession, XnatClient
 
 WorkFn = Callable[[threading.Event], Generator[Any, None, Any]]
 Op = Callable[[XnatClient, PrearchiveSession, threading.Event], str]  # the event: the worker's cancel
@@ -87,7 +89,7 @@ ATTACH_WAIT = 10.0  # seconds XNAT gets to list a session it has just archived
 def archive_op(
     subject: str,
     label: str,
-    overwrite: ArchiveOverwrite | None,
+    choice: OnExisting,
     done: str,
     attach: AttachAfter | None = None,
 ) -> Op:
@@ -96,7 +98,7 @@ def archive_op(
 
     def op(client: XnatClient, s: PrearchiveSession, cancel: threading.Event) -> str:
         # One request, never re-sent blindly: a lost answer is settled by watching XNAT (core.xnat.settle).
-        result = client.archive(s.ref, subject=subject or None, label=label or None, overwrite=overwrite, cancel=cancel)
+        result = archive_as_chosen(client, s.ref, choice, subject=subject or None, label=label or None, cancel=cancel)
         ref = result.archive_ref
         text = done.format(f"{ref.project}/{ref.subject}/{ref.experiment}" if ref else result.uri)
         return text + (attach.run(client, s, ref) if attach is not None else "")

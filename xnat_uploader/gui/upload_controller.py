@@ -31,6 +31,7 @@ from xnat_uploader.core import settings as settings_mod
 from xnat_uploader.core.dicom.index import DicomIndex
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, existing_on_server, plan_jobs, queued_labels
+from xnat_uploader.core.queue.closing import EVENT_RESEND
 from xnat_uploader.core.queue.runner import TRANSPORTS
 from xnat_uploader.core.queue.scheduler import Scheduler
 from xnat_uploader.core.queue.store import RESUMABLE, FileState, JobRow, JobState, QueueStore
@@ -261,6 +262,8 @@ class UploadController(QObject):
                 raise UserError(self.tr("Nothing is missing: every series arrived."), "")
             ids = [f.id for f in self.store.files(job_id, [FileState.SENT, FileState.FAILED]) if f.series_uid in short]
             self.store.reset_files(job_id, ids)
+            # the commit may then overwrite the copies of these series already archived (core.queue.closing)
+            self.store.log(job_id, EVENT_RESEND, f"{len(ids)} files of {len(short)} series")
             self.store.set_state(job_id, JobState.QUEUED, f"Re-sending {len(ids)} files of {len(short)} series.")
             self._state_callback(job_id, JobState.QUEUED)
             self.scheduler.wake()

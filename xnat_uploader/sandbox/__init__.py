@@ -11,7 +11,8 @@ that works against it works against XNAT. Start it with ``xnat-uploader sandbox`
 ``faults``      fault spec parsing and injection (500s, dropped bodies, slow answers, expiring sessions)
 ``store``       in-memory metadata + files on disk in XNAT's layout; the inventory
 ``dicomio``     DICOM header reading (pydicom) and XNAT's default routing rules
-``sessions``    receive into prearchive sessions (merge rules), build, archive (merge checks)
+``sessions``    receive into prearchive sessions (find-or-create rules), build, archive
+``merge``       archiving into an existing session: XNAT's switches per entry point, its checks, the merge
 ``importer``    ``/data/services/import``: in-body/multipart/chunked bodies, handler choice
 ``handlers``    gradual-DICOM, DICOM-zip, SI, inbox handlers; ``xar``: the XAR handler
 ``inbox``       the inbox import's background requests and ``/xapi/dicom`` (their status)

@@ -138,4 +138,5 @@ def _archive_all(app: App, user, targets: list[PrearcSession], overrides: dict[s
     for session in targets:
         # A failure leaves the row in CONFLICT/ERROR, visible in the listing.
         with contextlib.suppress(sessions.ArchiveFailure, HttpError):
-            sessions.archive(app.store, user, session, overrides)
+            rules = sessions.MergeRules.archive_service(app.store, session, overrides, several=True)
+            sessions.archive(app.store, user, session, overrides, rules)

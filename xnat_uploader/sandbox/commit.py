@@ -94,14 +94,15 @@ def commit(
     if not _alive(store, session):
         raise _gone()
     try:
-        exp = sessions.archive(store, request.user, session, sessions.commit_params(params))
+        exp = sessions.archive(store, request.user, session, params, sessions.MergeRules.commit(store, session, params))
     except sessions.ArchiveFailure as failure:
         raise HttpError(500, f"FAILED: {failure}") from None
     return Response(301, sessions.archive_uri(store, exp).encode(), "text/plain;charset=UTF-8")
 
 
 def archive_one(app: App, user: User, session: PrearcSession, overrides: dict[str, str]) -> Experiment:
-    """One session through ``/data/services/archive``: ARCHIVING, then ``_ARCHIVING``, then gone."""
+    """One session through ``/data/services/archive``: ARCHIVING, then ``_ARCHIVING``, then gone. It merges
+    into an existing session whatever ``overwrite`` says (:meth:`.merge.MergeRules.archive_service`)."""
     store = app.store
     app.count_action("archive", key(session))
     with store.lock:
@@ -114,7 +115,8 @@ def archive_one(app: App, user: User, session: PrearcSession, overrides: dict[st
             raise HttpError(404, f"/prearchive/projects/{key(session)} not found.")
         session.status = LOCKED_ARCHIVING
     _hold(app, session, 0.5)
-    return sessions.archive(store, user, session, overrides)
+    rules = sessions.MergeRules.archive_service(store, session, overrides, several=False)
+    return sessions.archive(store, user, session, overrides, rules)
 
 
 def trigger_direct(app: App, request: Request, session: PrearcSession) -> Response:
@@ -149,7 +151,7 @@ def run_direct(app: App, session: PrearcSession, user: User, delay: float | None
         try:
             if settings.direct_archive_error:
                 raise sessions.ArchiveFailure(settings.direct_archive_error, conflict=False)
-            sessions.archive(store, user, session, {})
+            sessions.archive(store, user, session, {}, sessions.MergeRules())  # never merges
         except (sessions.ArchiveFailure, HttpError) as exc:
             direct_failed(session, str(exc))
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from xnat_uploader.sandbox import filters, sessions
 from xnat_uploader.sandbox.dicomio import DicomInfo, NotDicom, read_header
 from xnat_uploader.sandbox.httpd import HttpError, Request
-from xnat_uploader.sandbox.sessions import ArchiveFailure, Target
+from xnat_uploader.sandbox.sessions import ArchiveFailure, MergeRules, Target
 from xnat_uploader.sandbox.store import UNASSIGNED, PrearcSession, Store
 
 if TYPE_CHECKING:
@@ -178,13 +178,6 @@ def target_from(request: Request, gradual: bool) -> Target:
     return target
 
 
-def importer_overwrite(value: str | None) -> str:
-    """The importer's overwrite parser: absent -> no merge; delete/override -> delete; anything else append."""
-    if value is None:
-        return ""
-    return "delete" if value.lower() in ("delete", "override") else "append"
-
-
 def run(app: App, request: Request, name: str, upload: Upload | None) -> list[str]:
     """Dispatch to a handler. On a server older than 1.8.3 (``version`` setting) the 1.8.3 parameters
     ``Ignore-Unparsable`` and ``Direct-Archive`` are unknown, so they are ignored as XNAT would."""
@@ -281,11 +274,9 @@ def dicom_zip(app: App, request: Request, upload: Upload) -> list[str]:
             continue
         sessions.build(app.store, session)
         if aa is not None and aa.lower() == "true" and session.project != UNASSIGNED:
-            overwrite = importer_overwrite(request.param("overwrite"))
-            if not overwrite and session.autoarchive not in ("", "Manual"):
-                overwrite = "append"  # XNAT merges when the row is already marked auto-archive
+            rules = MergeRules.importer(app.store, session, request.param("overwrite"), request.all_params())
             try:
-                exp = sessions.archive(app.store, request.user, session, {"overwrite": overwrite})
+                exp = sessions.archive(app.store, request.user, session, {}, rules)
             except (ArchiveFailure, HttpError):
                 raise HttpError(400, "unable to archive for the Prearchive session") from None
             uris.append(sessions.archive_uri(app.store, exp))
@@ -350,9 +341,8 @@ def session_importer(app: App, request: Request, upload: Upload) -> list[str]:
             uris.append(sessions.receiver_uri(session))
             continue
         try:
-            exp = sessions.archive(
-                app.store, request.user, session, {"overwrite": importer_overwrite(request.param("overwrite"))}
-            )
+            rules = MergeRules.session_importer(request.param("overwrite"), request.all_params())
+            exp = sessions.archive(app.store, request.user, session, {}, rules)
         except ArchiveFailure as failure:
             raise HttpError(409 if failure.conflict else 500, str(failure)) from None
         uris.append(sessions.archive_uri(app.store, exp))

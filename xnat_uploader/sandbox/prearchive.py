@@ -404,7 +404,8 @@ class AutoBuilder:
                 if session.status == READY and sessions.should_auto_archive(store, session, None):
                     # A failure leaves the row in CONFLICT/ERROR, as XNAT's queue does.
                     with contextlib.suppress(sessions.ArchiveFailure, HttpError):
-                        sessions.archive(store, self.app.store_owner(session), session, {})
+                        rules = sessions.MergeRules.auto_archive(store, session)
+                        sessions.archive(store, self.app.store_owner(session), session, {}, rules)
 
     def _archive_direct(self, session: PrearcSession) -> None:
         # XNAT's timer queues idle Direct-Archive sessions like a trigger does; here the job runs at once.

@@ -8,7 +8,6 @@ rebuilder all call these functions. Rules follow xnat-api.md 3.6 (gradual find-o
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from xnat_uploader.sandbox.dicomio import DicomInfo, NotDicom, read_header
 from xnat_uploader.sandbox.httpd import HttpError
+from xnat_uploader.sandbox.merge import ArchiveFailure, MergeRules, merge_into, move_content
 from xnat_uploader.sandbox.store import (
     ARCHIVING,
     BUILDING,
@@ -31,7 +31,6 @@ from xnat_uploader.sandbox.store import (
     Content,
     Experiment,
     PrearcSession,
-    Scan,
     Store,
     new_timestamp,
     now_sql,
@@ -43,14 +42,6 @@ if TYPE_CHECKING:
 
 _inflight: set[tuple[str, str]] = set()
 _inflight_lock = threading.Lock()
-
-
-class ArchiveFailure(Exception):
-    """Archiving failed; ``conflict`` decides the row status (CONFLICT or ERROR)."""
-
-    def __init__(self, message: str, conflict: bool = True):
-        super().__init__(message)
-        self.conflict = conflict
 
 
 @dataclass
@@ -252,16 +243,10 @@ def should_auto_archive(store: Store, session: PrearcSession, aa: str | None) ->
 
 
 # -- archive --------------------------------------------------------------------------------------
-def commit_params(params: dict[str, str]) -> dict[str, str]:
-    """The archive parameters of a commit: XNAT's commit archives with allowSessionMerge=true and
-    overrideExceptions=false whatever ``overwrite`` the request carries (``PrearcSessionResource``), so it
-    always merges into an existing session, never replacing its files (unless ``overwrite_files=true``)."""
-    return {**params, "overwrite": "append"}
-
-
-def archive(store: Store, user: User, session: PrearcSession, params: dict[str, str]) -> Experiment:
-    """Move a prearchive session into the archive, applying XNAT's label/subject precedence and merge
-    checks. On failure the row goes to CONFLICT or ERROR and :class:`ArchiveFailure` is raised."""
+def archive(store: Store, user: User, session: PrearcSession, params: dict[str, str], rules: MergeRules) -> Experiment:
+    """Move a prearchive session into the archive, applying XNAT's label/subject precedence and, into an
+    existing session, its merge rules (``rules``: :mod:`.merge`). On failure the row goes to CONFLICT or ERROR
+    and :class:`ArchiveFailure` is raised."""
     if session.project == UNASSIGNED:
         raise HttpError(400, "Cannot archive sessions from the Unassigned folder.")
     if not user.can_edit(session.project):
@@ -283,26 +268,16 @@ def archive(store: Store, user: User, session: PrearcSession, params: dict[str, 
             or session.folder
         )
         subject_label = params.get("subject") or params.get("SUBJECT_ID") or session.subject or "unknown"
-        overwrite = (params.get("overwrite") or "").lower()
-        merge = overwrite in ("append", "delete") or session.autoarchive == "AutoArchiveOverwrite"
         session.status = ARCHIVING
         try:
-            existing = store.find_experiment(session.project, label)
-            if existing is not None:
-                exp = _merge_into(
-                    store,
-                    existing,
-                    session,
-                    subject_label,
-                    merge,
-                    overwrite,
-                    params.get("overwrite_files", "").lower() == "true",
-                )
+            exp = store.find_experiment(session.project, label)
+            if exp is not None:
+                merge_into(store, exp, session, subject_label, rules)
             else:
                 subject, _ = store.get_or_create_subject(session.project, subject_label, user.login)
                 exp = store.new_experiment(session.project, subject, label, xsi, user.login)
                 exp.date = session.content.scan_date[:10]
-                _move_content(session.content, exp.content, replace=False)
+                move_content(session.content, exp.content, replace=False)
         except ArchiveFailure as failure:
             session.status = CONFLICT if failure.conflict else ERROR
             session.log.append(str(failure))  # PrearcUtils.log: what the Prearchive page's "logs" show
@@ -311,96 +286,19 @@ def archive(store: Store, user: User, session: PrearcSession, params: dict[str, 
         return exp
 
 
-def _merge_into(
-    store: Store,
-    exp: Experiment,
-    session: PrearcSession,
-    subject_label: str,
-    merge: bool,
-    overwrite: str,
-    overwrite_files: bool,
-) -> Experiment:
-    if not merge:
-        raise ArchiveFailure("Session already exists, retry with overwrite enabled")
-    subject = store.subjects.get(exp.subject_id)
-    if subject is not None and subject.label != subject_label:
-        raise ArchiveFailure("Invalid modification of session subject via archive process.", conflict=False)
-    # overwrite=delete sets XNAT's overrideExceptions: a changed StudyInstanceUID is let through.
-    override = overwrite == "delete"
-    if not override and exp.content.study_uid and session.tag and exp.content.study_uid != session.tag:
-        raise ArchiveFailure("Invalid modification of session UID via archive process.")
-    if exp.xsi_type != session_xsi(session.content.modality):
-        raise ArchiveFailure(
-            "Invalid modification of session modality via archive process. Data may require a manual merge.",
-            conflict=False,
-        )
-    replace = overwrite == "delete" or overwrite_files
-    if not replace:
-        existing = exp.content.series_index()
-        for scan in session.content.scans.values():
-            old = existing.get(scan.series_uid)
-            if old is None:
-                continue
-            for name, stored in scan.files.items():
-                if name in old.files and old.files[name].digest() != stored.digest():
-                    raise ArchiveFailure("Session already exists with matching files.")
-    _move_content(session.content, exp.content, replace=True)
-    return exp
-
-
-def _move_content(src: Content, dst: Content, replace: bool) -> None:
-    """Move scans (matched by series UID; a taken scan number gets ``_1``) and resources into ``dst``."""
-    if not dst.study_uid:
-        dst.study_uid, dst.modality, dst.scan_date = src.study_uid, src.modality, src.scan_date
-    by_uid = dst.series_index()
-    for scan in src.scans.values():
-        target = by_uid.get(scan.series_uid)
-        if target is None:
-            scan_id = scan.id
-            while scan_id in dst.scans:
-                scan_id += "_1"  # XNAT's scan-ID correction when merging a different series with that number
-            target = Scan(
-                scan_id,
-                scan.series_uid,
-                scan.series_description,
-                scan.modality,
-                scan.sop_class,
-                scan.xsi_type,
-                dicom_resource_id=scan.dicom_resource_id,
-            )
-            dst.scans[scan_id] = target
-        for name, stored in scan.files.items():
-            dest = dst.dir / "SCANS" / target.id / "DICOM" / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists() and not replace:
-                stored.digest()  # left behind (deleted with the session) but still counted as a copy
-                continue
-            replaced = target.files.get(name)
-            if replaced is not None:
-                replaced.digest()  # overwritten below; the copy stays counted in ``instances``
-            shutil.move(str(stored.path), str(dest))
-            stored.path = dest
-            target.files[name] = stored
-        for sop, sums in scan.instances.items():
-            target.instances.setdefault(sop, []).extend(sums)
-        for label, res in scan.resources.items():
-            target.resources[label] = _move_resource(res, dst.dir / "SCANS" / target.id / label)
-    for label, res in src.resources.items():
-        dst.resources[label] = _move_resource(res, dst.dir / "RESOURCES" / label)
-
-
-def _move_resource(res, folder: Path):  # type: ignore[no-untyped-def]
-    for name, stored in res.files.items():
-        dest = folder / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(stored.path), str(dest))
-        stored.path = dest
-    return res
-
-
 def archive_uri(store: Store, exp: Experiment) -> str:
     subject = store.subjects.get(exp.subject_id)
     return f"/data/archive/projects/{exp.project}/subjects/{subject.label if subject else ''}/experiments/{exp.label}"
 
 
-__all__ = ["NotDicom", "ArchiveFailure", "Target", "receive", "build", "archive", "archive_uri", "save_stream"]
+__all__ = [
+    "NotDicom",
+    "ArchiveFailure",
+    "MergeRules",
+    "Target",
+    "receive",
+    "build",
+    "archive",
+    "archive_uri",
+    "save_stream",
+]

@@ -10,7 +10,7 @@ in XNAT's own layout:
 
 Each session keeps, per series, the SOPInstanceUIDs received with the stored file of every copy, so
 tests can prove exactly what arrived (a duplicate shows as two copies of one SOP UID). A file's
-SHA-256 is computed when first asked for (listings, merge checks, the inventory), not on receipt.
+SHA-256 is computed when first asked for (listings, the inventory, a re-sent instance's name), not on receipt.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ class StoredFile:
     def digest(self) -> str:
         """The file's SHA-256 hex, computed on first use and kept (state.json keeps it too).
 
-        Hashing every received file cost ~0.3 ms of CPU per 0.5 MB upload, while only listings,
-        merge checks and tests ever read the digest. Code that overwrites or drops a file whose
+        Hashing every received file cost ~0.3 ms of CPU per 0.5 MB upload, while only listings
+        and tests ever read the digest. Code that overwrites or drops a file whose
         copy is still counted (``Scan.instances``) calls this first, while the bytes are there.
         """
         if not self.sha256:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # Queue-store history events: a commit or Direct-Archive request sent; what XNAT did (for the receipt); a
 # commit whose outcome is known without a note (XNAT answered with an error).
 EVENT_COMMIT, EVENT_TRIGGER, EVENT_NOTE, EVENT_ENDED = "commit", "direct-archive", "xnat", "commit-ended"
+EVENT_RESEND = "resend"  # the runner's re-send round of series found short (logged before they go again)
 
 
 def archive_direct(ctx: TransferContext, uri: str) -> str | None:
@@ -59,8 +60,15 @@ def commit_session(ctx: TransferContext, uri: str, archive_it: bool) -> str:
     A job that sent its commit before (resumed after a restart, or retried) looks at the server first
     (:mod:`core.xnat.settle`), so it never commits blindly twice. ``quarantine`` and ``triggerPipelines``
     go with the commit: XNAT's archiver reads them only there. Returns where the session is now.
+
+    The commit after a re-send round (series the verification found short, sent again whole) carries
+    ``overwrite_files=true``: those series are partly in the archived session already, and XNAT refuses to
+    merge an instance it holds unless it may overwrite it (``MergeSessionsA.checkForConflict``; the commit
+    passes the flag on, ``PrearcSession.isOverwriteFiles``). What it overwrites is what this job sent.
     """
     extra = XnatParams.from_options(ctx.job.spec.options).archive_params()
+    if archive_it and any(event == EVENT_RESEND for _, event, _ in ctx.store.history(ctx.job.id)):
+        extra["overwrite_files"] = "true"
     return _settled(
         ctx, uri, lambda ref: commit(ctx.session, ref, auto_archive=True if archive_it else None, extra=extra),
         want_archive=archive_it, what="commit",

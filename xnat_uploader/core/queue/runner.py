@@ -21,7 +21,14 @@ from xnat_uploader.core import strays
 from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue import outcomes
-from xnat_uploader.core.queue.closing import archive_direct, commit_session, replace_archive, server_notes
+from xnat_uploader.core.queue.additions import check_before_adding
+from xnat_uploader.core.queue.closing import (
+    EVENT_RESEND,
+    archive_direct,
+    commit_session,
+    replace_archive,
+    server_notes,
+)
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
 from xnat_uploader.core.receipt import build_receipt, write_receipt
 from xnat_uploader.core.transfer.base import ProgressFn, ProgressMeter, RetryPolicy, TransferContext, Transport
@@ -165,6 +172,7 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
     store, job_id = ctx.store, ctx.job.id
     direct = bool(ctx.job.spec.options.get("direct_archive"))
     result: VerifyResult | None = None
+    check_before_adding(ctx)  # an "Add" XNAT would refuse whole stops before sending
     for round_ in range(2):  # the second round re-sends series that verification found short
         store.set_state(job_id, JobState.RUNNING)
         ctx.meter.set_phase("sending")
@@ -205,7 +213,7 @@ def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:
         if result.ok or round_ == 1:
             return result
         missing = result.missing_series_uids()
-        store.log(job_id, "resend", result.summary())
+        store.log(job_id, EVENT_RESEND, result.summary())
         # The files sent now (a C-STORE job's too; dropped ones are no longer SENT): the short series go again.
         store.reset_files(job_id, [f.id for f in store.files(job_id, [FileState.SENT]) if f.series_uid in missing])
     return result

@@ -154,7 +154,6 @@ class XnatClient:
         subject: str | None = None,
         label: str | None = None,
         overwrite: ArchiveOverwrite | None = None,
-        overwrite_files: bool = False,
         extra: Mapping[str, str] | None = None,
         cancel: threading.Event | None = None,
         on_wait: Callable[[str], None] | None = None,
@@ -163,10 +162,7 @@ class XnatClient:
         its answer is lost, XNAT is watched until it is clear what it did (:mod:`.settle`)."""
 
         def send() -> ActionResult:
-            return prearchive.archive(
-                self.session, ref, subject=subject, label=label, overwrite=overwrite,
-                overwrite_files=overwrite_files, extra=extra,
-            )  # fmt: skip
+            return prearchive.archive(self.session, ref, subject=subject, label=label, overwrite=overwrite, extra=extra)
 
         return settle.archive_settled(
             self.session, ref, send, subject=subject, label=label, cancel=cancel, on_wait=on_wait

@@ -19,6 +19,7 @@ import re
 from typing import TYPE_CHECKING
 
 from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.upload_choices import OnExisting
 
 if TYPE_CHECKING:
     import requests
@@ -260,6 +261,25 @@ def extract_message(body: str) -> str:
 
 # --- mapping ------------------------------------------------------------------------------------------
 
+# XNAT's refusals of a merge that holds files or instances the archived session already has, whatever their
+# bytes (MergeSessionsA.HAS_FILES, CAT_ENTRY_MATCH): nothing is merged, the upload waits in the prearchive.
+_HELD = ("session already exists with matching files", "session already exists with the same resources")
+ALREADY_HELD = (
+    "The session in the archive already holds some of these images, so XNAT added none of them (it refuses to "
+    "add an image a session already has, even an identical one)."
+)
+ALREADY_HELD_HINT = (
+    f'Choose "{OnExisting.REPLACE.label}" to overwrite them (upload again, or archive it from the Prearchive tab), '
+    "or leave out the series already archived."
+)
+
+
+def already_held(text: str) -> bool:
+    """``text`` (XNAT's words) is its refusal to merge images the archived session already holds."""
+    low = text.lower()
+    return any(words in low for words in _HELD)
+
+
 _HINT_SUPPORT = "If it keeps happening, send the details to your XNAT administrator."
 
 
@@ -297,6 +317,8 @@ def _classify_text(status: int, detail: str, project: str | None) -> XnatError |
             status=status,
             detail=detail,
         )
+    if already_held(low):
+        return SessionExistsError(ALREADY_HELD, ALREADY_HELD_HINT, status=status, detail=detail)
     if "already exists" in low or "already contains a scan" in low or "manual merge" in low or status == 409:
         if "locked" in low:
             return SessionLockedError(

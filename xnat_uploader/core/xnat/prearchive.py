@@ -32,10 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class ArchiveOverwrite(str, enum.Enum):
-    """``overwrite`` on ``/data/services/archive``: absent (``None``) refuses to touch an existing session."""
+    """``overwrite`` on ``/data/services/archive``. For one session (all this client sends) XNAT merges into an
+    existing session whatever it says; either value lets the merge overwrite files and instances the archived
+    session already holds (absent, XNAT refuses those), and neither deletes anything
+    (``Archiver.finishSingleSessionArchive``: it becomes overrideExceptions; allowDataDeletion is unused there)."""
 
-    APPEND = "append"  # merge new scans/files into the existing session
-    DELETE = "delete"  # merge and allow replacing/deleting existing data
+    APPEND = "append"
+    DELETE = "delete"
 
 
 @dataclass(frozen=True)
@@ -153,21 +156,20 @@ def archive(
     subject: str | None = None,
     label: str | None = None,
     overwrite: ArchiveOverwrite | None = None,
-    overwrite_files: bool = False,
     extra: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
 ) -> ActionResult:
     """Archive one prearchive session through ``POST /data/services/archive``.
 
     ``subject``/``label`` rename on the way (``dest`` does not, xnat-api.md 11.10). XNAT answers 200 with
-    the archive URI, or 303 with it in ``Location`` when the project auto-archives. Failures (existing
-    session without ``overwrite``, Unassigned source...) raise typed errors. One request with the long
-    commit time-out; :func:`.settle.archive_settled` adds what to do when its answer is lost.
+    the archive URI, or 303 with it in ``Location`` when the project auto-archives. Failures (images the
+    archived session already holds without ``overwrite``, another study under that label, an Unassigned
+    source...) raise typed errors. No ``overwrite_files``: XNAT reads it here but passes it on only when
+    several sessions are archived at once. One request with the long commit time-out;
+    :func:`.settle.archive_settled` adds what to do when its answer is lost.
     """
     form: list[tuple[str, str]] = [("src", ref.path)]
     if overwrite is not None:
         form.append(("overwrite", ArchiveOverwrite(overwrite).value))
-    if overwrite_files:
-        form.append(("overwrite_files", "true"))
     if subject:
         form.append(("subject", subject))
     if label:

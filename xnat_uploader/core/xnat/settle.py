@@ -240,6 +240,9 @@ def _failure(
         words = last_log(session, ref)
     said = f" XNAT says: {words}" if words else ""
     plain = plain_status(status) if status else ""
+    if plain == "CONFLICT" and E.already_held(words):
+        waits = " This upload waits in the prearchive as CONFLICT."
+        return E.ArchiveFailedError(f"{E.ALREADY_HELD}{waits}{said}", E.ALREADY_HELD_HINT, detail=words)
     if plain == "CONFLICT":
         return E.ArchiveFailedError(
             f"XNAT did not archive the session: it conflicts with a session already in the archive "

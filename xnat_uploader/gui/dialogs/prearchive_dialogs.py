@@ -1,9 +1,11 @@
-"""Dialogs of the prearchive tab: archive (subject/label override, overwrite choice), move, confirm."""
+"""Dialogs of the prearchive tab: archive (subject/label override, what to do if the session exists), move,
+confirm."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -17,20 +19,24 @@ from PySide6.QtWidgets import (
 )
 
 from xnat_uploader.core.plan import label_problem
-from xnat_uploader.core.xnat import ArchiveOverwrite, PrearchiveSession
+from xnat_uploader.core.upload_choices import OnExisting
+from xnat_uploader.core.xnat import PrearchiveSession
 
 
 @dataclass(frozen=True)
 class ArchiveChoice:
-    """What to archive with: empty subject/label keep the session's own."""
+    """What to archive with: empty subject/label keep the session's own; ``on_existing`` as in
+    :func:`~xnat_uploader.core.prearchive_archive.archive_as_chosen`."""
 
     subject: str = ""
     label: str = ""
-    overwrite: ArchiveOverwrite | None = None
+    on_existing: OnExisting = OnExisting.REFUSE
 
 
 class ArchiveDialog(QDialog):
-    """Subject and session label override (the label only for one session) and the overwrite choice."""
+    """Subject and session label override (the label only for one session) and what to do when the archive
+    already has a session of that label: the upload's three choices, each saying what XNAT does with it here
+    (:attr:`OnExisting.archive_help`, as the item's tip and under the box)."""
 
     def __init__(self, sessions: list[PrearchiveSession], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -43,19 +49,24 @@ class ArchiveDialog(QDialog):
         self.label.setPlaceholderText(
             (sessions[0].name or sessions[0].folder) if single else self.tr("(each session's own)")
         )
-        self.overwrite = QComboBox()
-        self.overwrite.addItem(self.tr("None: fail if the session exists"), None)
-        self.overwrite.addItem(self.tr("Append: add new scans and files"), ArchiveOverwrite.APPEND)
-        self.overwrite.addItem(
-            self.tr("Delete: replace files already there; other scans stay"), ArchiveOverwrite.DELETE
-        )
+        self.on_existing = QComboBox()
+        for choice in OnExisting:
+            self.on_existing.addItem(choice.label, choice.value)
+            self.on_existing.setItemData(self.on_existing.count() - 1, choice.archive_help, Qt.ItemDataRole.ToolTipRole)
+        self.on_existing_help = QLabel()
+        self.on_existing_help.setWordWrap(True)
+        self.on_existing_help.setStyleSheet("color: #606060")
+        self.on_existing_help.setMinimumWidth(420)
+        self.on_existing.currentIndexChanged.connect(self._explain)
+        self._explain()
         self.problem = QLabel()
         self.problem.setStyleSheet("color: #be0000")
         self.problem.setWordWrap(True)
         form = QFormLayout()
         form.addRow(self.tr("Subject"), self.subject)
         form.addRow(self.tr("Session label"), self.label)
-        form.addRow(self.tr("Overwrite"), self.overwrite)
+        form.addRow(self.tr("If the session exists"), self.on_existing)
+        form.addRow("", self.on_existing_help)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText(self.tr("Archive"))
         self.buttons.accepted.connect(self.accept)
@@ -67,6 +78,11 @@ class ArchiveDialog(QDialog):
         self.subject.textChanged.connect(self._check)
         self.label.textChanged.connect(self._check)
         self._check()
+
+    def _explain(self) -> None:
+        choice = self.existing_choice()
+        self.on_existing_help.setText(choice.archive_help)
+        self.on_existing.setToolTip(choice.archive_help)
 
     def _check(self) -> None:
         problems = []
@@ -80,7 +96,10 @@ class ArchiveDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not text)
 
     def choice(self) -> ArchiveChoice:
-        return ArchiveChoice(self.subject.text().strip(), self.label.text().strip(), self.overwrite.currentData())
+        return ArchiveChoice(self.subject.text().strip(), self.label.text().strip(), self.existing_choice())
+
+    def existing_choice(self) -> OnExisting:
+        return OnExisting(self.on_existing.currentData())
 
 
 class MoveDialog(QDialog):

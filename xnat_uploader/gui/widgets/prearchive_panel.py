@@ -321,7 +321,7 @@ class PrearchivePanel(QWidget):
         server = self.server.currentData()
         store, refresh = self.controller.store, self.controller.refresh_job
         attach = AttachAfter(store, normalize_url(server[0]), refresh) if server else None
-        op = archive_op(choice.subject, label, choice.overwrite, self.tr("Archived as {}"), attach)
+        op = archive_op(choice.subject, label, choice.on_existing, self.tr("Archived as {}"), attach)
         self._act(sessions, self.tr("Archiving..."), op)
 
     def move_selected(self) -> None:
