@@ -1,4 +1,4 @@
-"""Connection options, URL normalisation, log redaction, and typed errors for ``requests`` failures.
+"""Connection options, URL normalisation, and typed errors for ``requests`` failures.
 
 Plain data and pure functions; any thread. ``requests`` itself is imported by the session only, so
 commands that never talk HTTP (C-STORE without a server login) do not pay for loading it.
@@ -11,18 +11,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xnat_uploader import __version__
+from xnat_uploader.core.redact import redact_path
 from xnat_uploader.core.xnat import errors as E
 
 if TYPE_CHECKING:
     import requests
 
 USER_AGENT = f"xnat-uploader/{__version__}"
-
-_KEEP_SEGMENTS = {
-    "data", "REST", "xapi", "archive", "projects", "subjects", "experiments", "scans", "resources", "files",
-    "prearchive", "services", "import", "JSESSION", "siteConfig", "buildInfo", "move", "delete", "rebuild",
-    "version", "auth", "config", "anon", "dicomscp", "direct-archive",
-}  # fmt: skip
+# redact_path (from core.redact) stays importable here: the session logs its requests with it.
+__all__ = ["USER_AGENT", "ConnectionOptions", "normalize_url", "redact_path", "transport_error"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +59,6 @@ class ConnectionOptions:
     def commit_timeouts(self) -> tuple[float, float]:
         """(connect, answer) time-outs of one commit/archive request."""
         return (self.connect_timeout, self.commit_timeout)
-
-
-def redact_path(path: str) -> str:
-    """The route of ``path`` without labels/ids, for logs (labels may be patient IDs)."""
-    path = path.split("?", 1)[0]
-    parts = path.split("/")
-    return "/".join(p if (p in _KEEP_SEGMENTS or p == "") else "*" for p in parts)
 
 
 def normalize_url(url: str) -> str:
