@@ -14,12 +14,15 @@ Thread use is the store's: one connection behind its lock.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from xnat_uploader.core.errors import UserError
+
+NEARLY_FULL = 64 * 1024  # bytes: less than a few database pages and the 32 KiB shared-memory block
 
 
 class QueueStoreError(UserError):
@@ -38,12 +41,22 @@ def _code(exc: sqlite3.Error) -> str:
     return str(getattr(exc, "sqlite_errorname", "") or "")  # Python 3.11+; the message otherwise
 
 
+def _no_room(folder: Path) -> bool:
+    """Whether the disk under ``folder`` is (nearly) full. SQLite reports a full disk as an I/O error when the
+    shared-memory file (``-shm``) cannot grow: that error alone does not say why."""
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
 def translate(exc: sqlite3.Error, path: Path) -> QueueStoreError | None:
     """The plain-words error for ``exc`` on the queue at ``path``, or ``None`` for a programming error."""
     text = str(exc).lower()
     code = _code(exc)
     folder = path.parent
-    if code.startswith("SQLITE_FULL") or "database or disk is full" in text:
+    io_error = code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or "disk i/o error" in text
+    if code.startswith("SQLITE_FULL") or "database or disk is full" in text or (io_error and _no_room(folder)):
         return QueueFullError(
             f"The disk holding the upload queue is full ({folder}).",
             "Free some space, then retry: nothing in the queue was lost.",
@@ -63,7 +76,7 @@ def translate(exc: sqlite3.Error, path: Path) -> QueueStoreError | None:
             f"The upload queue file is damaged ({path}).",
             "Move the file away (the uploads in it are lost to the queue, not on the server), then start again.",
         )
-    if code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or "disk i/o error" in text or "unable to open" in text:
+    if io_error or "unable to open" in text:
         return QueueStoreError(
             f"The upload queue ({path}) could not be read or written: the disk reported an error.",
             "Check that the disk is connected and healthy, then retry.",
