@@ -132,6 +132,7 @@ def test_a_window_upload_logs_no_patient_identifier(qtbot, sandbox, tmp_path, mo
         ("could not read C:\\Exports\\QUIXWELL_ZEBEDIA\\IM1 (gone)", "could not read [path] (gone)"),
         ("http://127.0.0.1:8080/data/projects/P/subjects/QZ93817264 answered 500", "/data/projects/*/subjects/*"),
         ("a member QUIXWELL_Zebedia/IM_0001.dcm changed size", "[redacted]_[redacted]/IM_0001.dcm"),
+        ('  File "/opt/xnat-uploader/xnat_uploader/core/scan.py", line 12, in walk', '"/opt/xnat-uploader/xnat_'),
     ],
 )
 def test_redact_keeps_the_route_and_the_uid_but_not_the_patient(line, kept):

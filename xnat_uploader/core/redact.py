@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 
 REDACTED = "[redacted]"
 PATH = "[path]"
@@ -68,6 +69,9 @@ _PATH_RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<![\w])[A-Za-z]:\\[^\s'\"]*|\\\\[^\s'\"\\]+\\[^\s'\"]*"), PATH),
 ]
 
+# person names in DICOM PN form: DOE^JANE, DOE^JANE^M^^
+_PN = re.compile(r"\w[^\s^=:,;\"'()\[\]]*(?:\^[^\s^=:,;\"'()\[\]]*)+")
+
 _PATIENT_RULES: list[tuple[re.Pattern[str], str]] = [
     # PatientName=..., PatientID: ..., patient_id=..., "Patient's Name": ... up to a separator
     (
@@ -76,9 +80,18 @@ _PATIENT_RULES: list[tuple[re.Pattern[str], str]] = [
     ),
     # DICOM patient module tags as printed by pydicom: "(0010, 0010) Patient's Name  PN: 'DOE^JANE'"
     (re.compile(r"(\(0010,\s*[0-9A-Fa-f]{4}\)).*"), rf"\1 {REDACTED}"),
-    # person names in DICOM PN form: DOE^JANE, DOE^JANE^M^^
-    (re.compile(r"\w[^\s^=:,;\"'()\[\]]*(?:\^[^\s^=:,;\"'()\[\]]*)+"), REDACTED),
+    (_PN, REDACTED),
 ]
+
+
+def _path_gone(replacement: str) -> Callable[[re.Match[str]], str]:
+    """The path rule's replacement, except for the program's own source files (``.../core/scan.py`` in a
+    traceback): they name code, not patients, and support needs them."""
+
+    def replace(m: re.Match[str]) -> str:
+        return m.group(0) if m.group(0).rstrip("'\"").endswith(".py") else m.expand(replacement)
+
+    return replace
 
 
 def redact_path(path: str) -> str:
@@ -160,9 +173,10 @@ def redact(line: str) -> str:
         line = pattern.sub(replacement, line)
     line = _ROUTE.sub(lambda m: redact_path(m.group(0)), line)
     for pattern, replacement in _PATH_RULES:
-        line = pattern.sub(replacement, line)
+        line = pattern.sub(_path_gone(replacement), line)
     for pattern, replacement in _PATIENT_RULES:
-        line = pattern.sub(replacement, line)
+        if pattern is not _PN or "^" in line:  # the slowest rule: only where a PN value can be
+            line = pattern.sub(replacement, line)
     return _scrub_known(line)
 
 
