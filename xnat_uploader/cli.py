@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -44,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from xnat_uploader import selftest
 
         return selftest.run(verbose=args.verbose)
+    tightened = paths.tighten_app_folders()  # an older install made them readable by every account
     log.setup(verbose=args.verbose)
+    if tightened:
+        logging.getLogger(__name__).info("Made %d settings, queue and log entries owner-only", tightened)
     module = importlib.import_module(f"xnat_uploader.commands.{args.command}")
     try:
         return int(module.run(args) or 0)

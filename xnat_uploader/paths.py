@@ -1,6 +1,7 @@
-"""Where settings, data (the queue) and logs live. Overridable for tests and portable use.
+"""Where settings, data (the queue, receipts) and logs live. Overridable for tests and portable use.
 
-``XNAT_UPLOADER_CONFIG_DIR`` (or ``--dev-config DIR``) puts everything under one folder.
+``XNAT_UPLOADER_CONFIG_DIR`` (or ``--dev-config DIR``) puts everything under one folder. Every folder made
+here is owner-only (:mod:`xnat_uploader.core.private`): they hold labels and source paths.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import platformdirs
 
 from xnat_uploader import APP_NAME
+from xnat_uploader.core import private
 
 _ENV = "XNAT_UPLOADER_CONFIG_DIR"
 
@@ -41,5 +43,11 @@ def log_dir() -> Path:
 
 
 def ensure(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Make ``path`` (one of the app's folders, or a folder inside one) if missing, owner-only."""
+    return private.private_dir(path)
+
+
+def tighten_app_folders() -> int:
+    """Bring the settings, data and log folders of an older install to owner-only (on start). Walks only
+    these folders; returns how many entries were changed."""
+    return private.tighten({config_dir(), data_dir(), log_dir()})

@@ -139,7 +139,7 @@ def test_settings_round_trip_without_secrets(tmp_path):
     assert data["servers"] == [
         {"name": "xnat.example.org/xnat", "url": "https://xnat.example.org/xnat", "user": "jdoe",
          "verify_tls": False, "ca_bundle": "ca.pem", "dicom_host": "", "dicom_port": 0, "called_aet": "",
-         "calling_aet": "", "commit_timeout": 660.0, "archive_wait": 1800.0}
+         "calling_aet": "", "commit_timeout": 660.0, "archive_wait": 1800.0, "plain_http_ok": False}
     ]  # fmt: skip
     loaded = settings.load(path)
     assert loaded.servers == s.servers

@@ -17,7 +17,7 @@ from xnat_uploader.core.credentials import CredentialStore
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.settings import ServerEntry, Settings
-from xnat_uploader.core.xnat.transport import ConnectionOptions, normalize_url
+from xnat_uploader.core.xnat.transport import PLAIN_HTTP_REASON, ConnectionOptions, normalize_url, sends_in_clear
 
 if TYPE_CHECKING:
     from xnat_uploader.core.xnat.client import XnatClient
@@ -32,6 +32,10 @@ def add_server_args(parser: argparse.ArgumentParser, *, url_required: bool = Fal
     )
     parser.add_argument("--user", help="XNAT user name (default: the one saved for the server)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from the first input line")
+    parser.add_argument(
+        "--allow-http", action="store_true",
+        help="no warning for a plain http:// server (scripts that know the risk: the password is not encrypted)",
+    )  # fmt: skip
     parser.add_argument("--no-verify", action="store_true", help="do not check the TLS certificate (test servers)")
     parser.add_argument("--ca-bundle", metavar="FILE", help="trust the certificate authorities in this PEM file")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="answer time-out (default 120)")
@@ -87,10 +91,25 @@ def resolve_target(args: argparse.Namespace) -> Target:
     return Target(entry, settings, saved is not None)
 
 
+def warn_plain_http(args: argparse.Namespace, url: str) -> None:
+    """Say on stderr that the password goes out unencrypted to a plain ``http://`` server (not for loopback,
+    where nothing crosses a network), unless ``--allow-http``."""
+    if sends_in_clear(url) and not getattr(args, "allow_http", False):
+        print(
+            f"Warning: {url} uses plain http, without encryption: {PLAIN_HTTP_REASON}, and so do the images. "
+            "Use https:// if the server offers it (--allow-http hides this warning).",
+            file=sys.stderr,
+        )
+
+
 def read_password(
     args: argparse.Namespace, entry: ServerEntry, store: CredentialStore, *, ask_first: bool = False
 ) -> Secret:
-    """``--password-stdin``, else ``XNAT_PASS``, else the keyring (unless ``ask_first``), else a terminal prompt."""
+    """``--password-stdin``, else ``XNAT_PASS``, else the keyring (unless ``ask_first``), else a terminal prompt.
+
+    Every command that signs in comes here first: a plain-http server is warned about (:func:`warn_plain_http`).
+    """
+    warn_plain_http(args, entry.url)
     if getattr(args, "password_stdin", False):
         line = sys.stdin.readline()
         password = line.rstrip("\r\n")

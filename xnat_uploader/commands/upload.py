@@ -166,7 +166,10 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:
         return report(exc)
     workers = args.workers or DEFAULT_WORKERS[args.mode]
-    store = QueueStore(paths.ensure(paths.data_dir()) / "queue.sqlite3")
+    try:
+        store = QueueStore(paths.ensure(paths.data_dir()) / "queue.sqlite3")
+    except UserError as exc:  # a full disk, a queue locked by another program: said in plain words
+        return report(exc, "Upload")
     if target is not None:
         server_url, user = target.entry.url, target.entry.user
         options = target.entry.connection_options(workers=max(workers, 2), **timeout_args(args))

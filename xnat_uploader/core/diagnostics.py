@@ -3,10 +3,9 @@
 No Qt here: the GUI adds its own versions through ``extra``. Any thread may call these functions (they only
 read the log file).
 
-What is removed from every line (:func:`redact`): passwords and other ``key=value`` secrets, credentials in
-URLs, ``Authorization`` headers and ``Basic``/``Bearer`` tokens, ``JSESSIONID`` values and any 32-hex token,
-patient names and IDs (``PatientName=``, ``PatientID=``, ``patient_id:`` and the like, DICOM tags
-``(0010,xxxx)``, and ``^``-separated person names such as ``DOE^JANE``). UIDs (digits and dots) are kept.
+Every log line is redacted again when read (:func:`xnat_uploader.core.redact.redact`: secrets, labels in XNAT
+routes, local paths, patient names and IDs, the labels this process has met), so lines an older version wrote
+are cleaned too. UIDs (digits and dots) are kept.
 """
 
 from __future__ import annotations
@@ -14,51 +13,17 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import platform
-import re
 import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
 from xnat_uploader import __version__, paths
+from xnat_uploader.core.redact import REDACTED, redact
 
 LOG_FILE_NAME = "xnat-uploader.log"
-REDACTED = "[redacted]"
+__all__ = ["REDACTED", "redact", "current_log_path", "diagnostics_text", "tail", "versions"]
 _TAIL_BYTES = 512 * 1024  # enough for a few thousand lines; never read a whole 5 MB log into memory
-
-_RULES: list[tuple[re.Pattern[str], str]] = [
-    # Authorization: Basic xxx / Bearer xxx / any scheme, to the end of the header value
-    (re.compile(r"(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]*", re.I), rf"\1{REDACTED}"),
-    (re.compile(r"\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{6,}", re.I), rf"\1 {REDACTED}"),
-    # JSESSIONID=..., "JSESSIONID": "...", Cookie headers
-    (re.compile(r"(jsessionid[\"']?\s*[:=]\s*[\"']?)[^\s;,\"'&}]+", re.I), rf"\1{REDACTED}"),
-    (re.compile(r"(cookie[\"']?\s*[:=]\s*)[^\r\n]*", re.I), rf"\1{REDACTED}"),
-    # password=..., "password": "...", token: ..., secret=...
-    (
-        re.compile(r"((?:password|passwd|pwd|secret|token|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s,;&\"'}]+", re.I),
-        rf"\1{REDACTED}",
-    ),
-    # credentials in a URL: scheme://user:password@host
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/:@]+:)[^\s/@]+@", re.I), rf"\1{REDACTED}@"),
-    # any 32-hex token with at least one letter (a session id), not a decimal UID component
-    (re.compile(r"\b(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{32}\b"), REDACTED),
-    # PatientName=..., PatientID: ..., patient_id=..., "Patient's Name": ... up to a separator
-    (
-        re.compile(r"(patient(?:'s)?[\s_]*(?:name|id|birth[\s_]*date)\b[\"']?\s*[:=]\s*)[^,;|)\"'\r\n]*", re.I),
-        rf"\1{REDACTED}",
-    ),
-    # DICOM patient module tags as printed by pydicom: "(0010, 0010) Patient's Name  PN: 'DOE^JANE'"
-    (re.compile(r"(\(0010,\s*[0-9A-Fa-f]{4}\)).*"), rf"\1 {REDACTED}"),
-    # person names in DICOM PN form: DOE^JANE, DOE^JANE^M^^
-    (re.compile(r"\w[^\s^=:,;\"'()\[\]]*(?:\^[^\s^=:,;\"'()\[\]]*)+"), REDACTED),
-]
-
-
-def redact(line: str) -> str:
-    """``line`` without passwords, session ids, auth headers and patient identifiers."""
-    for pattern, replacement in _RULES:
-        line = pattern.sub(replacement, line)
-    return line
 
 
 def current_log_path() -> Path:

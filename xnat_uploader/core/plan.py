@@ -22,6 +22,7 @@ from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.queue.outcomes import OPT_FILTERED
 from xnat_uploader.core.queue.store import FileSpec, JobRow, JobSpec, QueueStore
 from xnat_uploader.core.receipt import OPT_DUPLICATES
+from xnat_uploader.core.redact import remember
 from xnat_uploader.core.upload_choices import OnExisting, parse_on_existing
 from xnat_uploader.core.xnat.listing import list_experiments, list_prearchive, list_subjects
 from xnat_uploader.core.xnat.series_filter import FilteredSeries, SeriesFilters, describe, predict, read_series_filters
@@ -188,6 +189,7 @@ def plan_jobs(
             files=files,
             duplicates=duplicates,
         )
+        remember(subject, session)  # labels are often the PatientID: never in a log line (core.redact)
         _check_job(job, existing, merge, planned_labels)
         if existing.series_filters is not None:
             job.filtered = predict(existing.series_filters, files)

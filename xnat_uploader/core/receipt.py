@@ -1,11 +1,14 @@
 """The receipt of an upload: what was sent where, with checksums and the server's verification.
 
 Written as JSON (for machines and audits) and as readable text, next to each other in the data dir.
-It holds file paths and UIDs, never passwords or patient names.
+It holds file paths, UIDs and the subject and session labels, never passwords or patient names. Unlike the
+log (:mod:`core.redact`), a receipt is the user's own record of what went where, so it keeps labels and paths;
+that is why receipts and their folder are owner-only (:mod:`core.private`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xnat_uploader import __version__
+from xnat_uploader.core.private import private_dir, write_private_text
 from xnat_uploader.core.queue.outcomes import dropped_series
 from xnat_uploader.core.queue.store import FileRow, FileState, JobRow
 from xnat_uploader.core.verify import VerifyResult
@@ -148,12 +152,21 @@ def receipt_text(receipt: dict[str, Any]) -> str:
 
 
 def write_receipt(folder: Path, receipt: dict[str, Any]) -> Path:
-    """Write ``job-N-SESSION.json`` and ``.txt`` atomically; returns the JSON path."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``job-N-SESSION.json`` and ``.txt`` atomically, owner-only; returns the JSON path.
+
+    Raises ``OSError`` (a full disk: ``errno.ENOSPC``) with no partial file left behind: each file is written
+    beside its final name and renamed into place only once complete.
+    """
+    private_dir(folder)
     stem = folder / f"job-{receipt['job']}-{receipt['session']}"
     # Compact JSON: the C encoder writes it ~10x faster than an indented one (the .txt receipt is for reading).
     for suffix, text in ((".json", json.dumps(receipt, separators=(",", ":"))), (".txt", receipt_text(receipt))):
         tmp = stem.with_suffix(suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")  # undecodable file names stay visible
-        os.replace(tmp, stem.with_suffix(suffix))
+        try:
+            write_private_text(tmp, text, errors="backslashreplace")  # undecodable file names stay visible
+            os.replace(tmp, stem.with_suffix(suffix))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return stem.with_suffix(".json")

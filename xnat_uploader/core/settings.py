@@ -52,6 +52,9 @@ class ServerEntry:
     # follow XNAT's archiving when that answer is lost or after a Direct-Archive trigger (seconds).
     commit_timeout: float = 660.0
     archive_wait: float = 1800.0
+    # The user confirmed once that this plain-http server may get the password unencrypted (the GUI asks
+    # before the first sign-in; ``transport.sends_in_clear``). Tied to the URL: another URL asks again.
+    plain_http_ok: bool = False
 
     def __post_init__(self) -> None:
         self.url = normalize_url(self.url)
@@ -90,6 +93,7 @@ class ServerEntry:
             "calling_aet": self.calling_aet,
             "commit_timeout": self.commit_timeout,
             "archive_wait": self.archive_wait,
+            "plain_http_ok": self.plain_http_ok,
         }
 
     @classmethod
@@ -109,6 +113,7 @@ class ServerEntry:
             calling_aet=str(data.get("calling_aet") or "")[:16],
             commit_timeout=_seconds(data.get("commit_timeout"), 660.0),
             archive_wait=_seconds(data.get("archive_wait"), 1800.0),
+            plain_http_ok=data.get("plain_http_ok") is True,
         )
 
 

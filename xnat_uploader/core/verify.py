@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from xnat_uploader.core.queue.store import FileRow
+from xnat_uploader.core.redact import redact_path
 from xnat_uploader.core.xnat.listing import list_prearchive_scans, list_scans
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, Scan
 
@@ -108,7 +109,7 @@ def compare(sent: Iterable[FileRow], scans: Iterable[Scan], uri: str = "") -> Ve
 def verify(session: XnatSession, uri: str, sent: Iterable[FileRow]) -> VerifyResult:
     """Ask the server what the session holds and compare it with ``sent``."""
     result = compare(sent, server_scans(session, uri), uri)
-    log.info("Verified %s: %s", uri, result.summary())
+    log.info("Verified %s: %s", redact_path(uri), result.summary())
     return result
 
 

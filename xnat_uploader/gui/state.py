@@ -6,10 +6,13 @@ Stored with ``QSettings`` (INI format) as ``gui-state.ini`` in the config dir (P
 
 from __future__ import annotations
 
+import contextlib
+
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QHeaderView, QMainWindow, QSplitter
 
 from xnat_uploader import paths
+from xnat_uploader.core.private import private_file
 
 FILE_NAME = "gui-state.ini"
 
@@ -59,7 +62,7 @@ class PreserveState:
         for key, part in self._parts.items():
             settings.setValue(f"{key}_state", part.saveState())
         settings.endGroup()
-        settings.sync()
+        _sync(settings)
 
 
 def last_folder() -> str:
@@ -71,4 +74,11 @@ def last_folder() -> str:
 def set_last_folder(folder: str) -> None:
     settings = gui_settings()
     settings.setValue("paths/last_folder", folder)
+    _sync(settings)
+
+
+def _sync(settings: QSettings) -> None:
+    """Write the file, owner-only: it names the folders the user opened (often after a patient)."""
     settings.sync()
+    with contextlib.suppress(OSError):
+        private_file(settings.fileName())

@@ -129,7 +129,7 @@ class UploadController(QObject):
         self._hold_jobs_without_password()
         self.scheduler = Scheduler(
             self.store, self.logins.session_for, receipts_dir or data / "receipts", per_server=1,
-            on_progress=self._progress_callback, on_state=self._state_callback,
+            on_progress=self._progress_callback, on_state=self._state_callback, on_error=self._error_callback,
         )  # fmt: skip
         self.scheduler.start()
         self._rows: dict[int, JobRow] = {r.id: r for r in self.store.jobs()}
@@ -349,6 +349,11 @@ class UploadController(QObject):
     def _progress_callback(self, progress: TransferProgress) -> None:
         if not self._closing:
             self._progress_from_thread.emit(progress)
+
+    def _error_callback(self, job_id: int, message: str, hint: str) -> None:
+        """From a job thread: the queue itself failed (a full disk); shown like a failed queue action."""
+        if not self._closing:
+            self._failed_from_thread.emit(job_id, message, hint)
 
     def _state_callback(self, job_id: int, state: JobState) -> None:
         """From job or action threads: read the row there, hand it to the GUI thread."""

@@ -283,7 +283,8 @@ def sha256_many(records: Iterable[InstanceRecord]) -> dict[str, str]:
             with open(rec.path, "rb") as f:
                 out[file_key(rec.path)] = _hash_stream(f)
         except OSError as exc:
-            logger.warning("Cannot read a file to compare duplicates (%s): %s", rec.sop_instance_uid, exc)
+            reason = exc.strerror or type(exc).__name__  # not the file's path
+            logger.warning("Cannot read a file to compare duplicates (%s): %s", rec.sop_instance_uid, reason)
     for archive, wanted in members.items():
         try:
             if zipfile.is_zipfile(archive):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from xnat_uploader.core.dicom.records import InstanceRecord, Rejected, ScanBatch
+from xnat_uploader.core.redact import remember
 
 FORMAT = 1
 
@@ -137,6 +138,7 @@ class PatientNode(_Counted):
         self.key = patient_key(rec.patient_id, rec.patient_name)
         self.patient_id = rec.patient_id
         self.patient_name = rec.patient_name
+        remember(rec.patient_id, rec.patient_name, pieces=True)  # never in a log line (core.redact)
         self.studies: list[StudyNode] = []
         self._by_uid: dict[str, StudyNode] = {}
 

@@ -9,13 +9,14 @@ A job interrupted at any step (crash, quit, pause, cancel) starts again at the r
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xnat_uploader.core import strays
 from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
@@ -29,8 +30,10 @@ from xnat_uploader.core.queue.closing import (
     replace_archive,
     server_notes,
 )
+from xnat_uploader.core.queue.guard import QueueStoreError
 from xnat_uploader.core.queue.store import FileState, JobState, QueueStore
 from xnat_uploader.core.receipt import build_receipt, write_receipt
+from xnat_uploader.core.redact import remember
 from xnat_uploader.core.transfer.base import ProgressFn, ProgressMeter, RetryPolicy, TransferContext, Transport
 from xnat_uploader.core.transfer.cstore import CStoreTransport
 from xnat_uploader.core.transfer.dicom_zip import DicomZipTransport
@@ -90,6 +93,7 @@ def run_job(
     """
     control = control or JobControl()
     job = store.job(job_id)
+    remember(job.spec.subject, job.spec.session_label)  # a resumed job's labels: never in a log line
     if job.state.finished and job.state is not JobState.FAILED:
         return job.state
     make = (transports or TRANSPORTS).get(job.spec.mode)
@@ -124,8 +128,7 @@ def run_job(
             store.job(job_id), store.files(job_id), result, started, resources=resources, strays=unassigned,
             notes=server_notes(store, job_id, started),
         )  # fmt: skip
-        path = write_receipt(receipts_dir, receipt)
-        store.set_receipt(job_id, str(path))
+        unwritten = _save_receipt(store, job_id, receipts_dir, receipt)
         if result is not None and not result.ok:
             store.set_state(
                 job_id, JobState.FAILED, f"The server holds fewer files than were sent: {result.summary()}.",
@@ -143,7 +146,8 @@ def run_job(
         dropped = outcomes.dropped_note(store.job(job_id), files)
         if not stored:
             done = outcomes.all_dropped_message(store.job(job_id), files)
-        done = "; ".join(part for part in (done, dropped if stored else "", note, strays.note(unassigned)) if part)
+        parts = (done, dropped if stored else "", note, strays.note(unassigned), unwritten)
+        done = "; ".join(part for part in parts if part)
         store.set_state(job_id, JobState.DONE, done)
         meter.set_phase("done", done)
         return JobState.DONE
@@ -151,12 +155,14 @@ def run_job(
         state = JobState.PAUSED if control.paused else JobState.CANCELLED
         store.set_state(job_id, state, "Paused." if control.paused else "Cancelled by the user.")
         return state
+    except QueueStoreError:
+        raise  # the queue cannot record a failure either: the job stays as recorded and resumes later
     except UserError as exc:
         log.warning("Job %d failed: %s", job_id, exc.message)
         store.set_state(job_id, JobState.FAILED, exc.message, exc.hint)
         return JobState.FAILED
     except OSError as exc:
-        log.warning("Job %d failed: %s", job_id, exc)
+        log.warning("Job %d failed: %s", job_id, exc.strerror or type(exc).__name__)  # not the file's path
         store.set_state(
             job_id, JobState.FAILED, f"A file could not be read: {exc.strerror or exc}.",
             "Check that the folder is still there (drive connected, network share reachable), then retry.",
@@ -166,6 +172,21 @@ def run_job(
         if keepalive is not None:
             keepalive.stop()
         meter.finish()
+
+
+def _save_receipt(store: QueueStore, job_id: int, receipts_dir: Path, receipt: dict[str, Any]) -> str:
+    """Write the job's receipt; ``""``, or a note saying why it could not be written. A full disk at this point
+    must not turn a delivered, verified upload into a failed job: the upload stands, the note says what is missing.
+    """
+    try:
+        path = write_receipt(receipts_dir, receipt)
+    except OSError as exc:
+        log.warning("The receipt of job %d could not be written: %s", job_id, exc.strerror or type(exc).__name__)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"the receipt could not be written: the disk holding {receipts_dir} is full"
+        return f"the receipt could not be written ({exc.strerror or type(exc).__name__})"
+    store.set_receipt(job_id, str(path))
+    return ""
 
 
 def _run(ctx: TransferContext, transport: Transport) -> VerifyResult | None:

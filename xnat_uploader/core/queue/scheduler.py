@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xnat_uploader.core.queue.guard import QueueStoreError
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import RESUMABLE, FileState, JobState, QueueStore
 from xnat_uploader.core.transfer.base import ProgressFn
@@ -26,13 +27,14 @@ log = logging.getLogger(__name__)
 
 SessionFor = Callable[[str, str], "XnatSession"]  # (server_url, user) -> a logged-in session, shared per server
 StateFn = Callable[[int, JobState], None]
+ErrorFn = Callable[[int, str, str], None]  # (job id, message, hint): the queue itself failed (a full disk)
 
 
 class Scheduler:
     """Runs queued jobs on worker threads; at most ``per_server`` at once for each server.
 
-    Every public method may be called from any thread. Callbacks (``on_progress``, ``on_state``) come
-    from worker threads: a GUI must hand them to its own thread (Qt signals do).
+    Every public method may be called from any thread. Callbacks (``on_progress``, ``on_state``, ``on_error``)
+    come from worker threads: a GUI must hand them to its own thread (Qt signals do).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class Scheduler:
         per_server: int = 1,
         on_progress: ProgressFn | None = None,
         on_state: StateFn | None = None,
+        on_error: ErrorFn | None = None,
     ) -> None:
         self.store = store
         self.session_for = session_for
@@ -51,6 +54,7 @@ class Scheduler:
         self.per_server = per_server
         self.on_progress = on_progress
         self.on_state = on_state
+        self.on_error = on_error
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._running: dict[int, tuple[threading.Thread, JobControl, str]] = {}
@@ -165,6 +169,10 @@ class Scheduler:
             state = run_job(
                 self.store, job_id, session, receipts_dir=self.receipts_dir, progress=self.on_progress, control=control
             )
+        except QueueStoreError as exc:  # the queue cannot record anything now: the job resumes as recorded
+            log.warning("Job %d stopped: %s", job_id, exc.message)
+            if self.on_error:
+                self.on_error(job_id, exc.message, exc.hint)
         except Exception as exc:  # noqa: BLE001 - a job's failure must never stop the queue
             log.exception("Job %d stopped unexpectedly", job_id)
             message = getattr(exc, "message", None) or f"Unexpected error: {type(exc).__name__}"

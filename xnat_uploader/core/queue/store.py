@@ -4,6 +4,9 @@ Every acknowledged file or batch is committed at once (WAL, ``synchronous=NORMAL
 killed at any point loses nothing that the server acknowledged and was recorded, so a restart
 sends only the rest. One connection is shared behind a lock; any thread may call any method.
 Several processes (the GUI and a CLI) may open the same file: SQLite's locking serialises them.
+The file is owner-only (:mod:`core.private`); a full disk or a lock held too long raise a
+:class:`~xnat_uploader.core.queue.guard.QueueStoreError` in plain words (:mod:`.guard`), with the queue
+as it was before the failed call.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from xnat_uploader.core.private import private_dir, private_file
+from xnat_uploader.core.queue.guard import GuardedConnection, QueueStoreError
 
 # 2: files.sop_class and files.transfer_syntax (from the scan, for C-STORE)
 # 3: files.state may be 'dropped' (nothing to migrate; an older program must not open such a queue)
@@ -155,6 +161,9 @@ _MARK_SENT = (
     "UPDATE files SET state=?, sha256=CASE WHEN ?='' THEN sha256 ELSE ? END, attempts=attempts+1, message=''"
     " WHERE id=? AND job_id=?"
 )
+# How long a write waits for another program (a second window, a CLI) holding the queue, before
+# QueueBusyError. Their transactions last milliseconds; ten seconds means something is wrong.
+BUSY_TIMEOUT = 10.0
 # mark_sent refreshes a job's ``updated`` time at most this often (seconds): once per file would cost
 # a second row write per acknowledgement, and nothing needs it finer than this.
 UPDATED_EVERY = 1.0
@@ -173,12 +182,21 @@ def _text(value: bytes | str) -> str:
 class QueueStore:
     """The queue database. Open one per process; share it between threads."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        """Open (or create, owner-only) the queue at ``path``. Raises :class:`QueueStoreError` (a plain-words
+        :class:`UserError`) when the file cannot be opened; so does every method later (full disk, locked)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            private_dir(self.path.parent)
+            private_file(self.path)  # SQLite gives its -wal and -shm files this file's mode
+        except OSError as exc:
+            raise QueueStoreError(
+                f"The upload queue ({self.path}) cannot be created: {exc.strerror or exc}.",
+                "Free some space or check the folder's permissions, then start again.",
+            ) from exc
         self._lock = threading.RLock()
         self._refreshed: dict[int, float] = {}  # job id -> time.monotonic() of mark_sent's last ``updated``
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+        self._db = GuardedConnection(self.path, busy_timeout=busy_timeout)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")

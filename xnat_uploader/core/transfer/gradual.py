@@ -99,7 +99,8 @@ class GradualTransport:
         try:
             uri = ctx.retry.run(attempt, stop, on_retry=lambda exc: ctx.meter.set_phase("retrying", exc.message))
         except E.FileRefusedError as exc:
-            log.warning("XNAT refused %s after %d tries: %s", f.sop_uid, ctx.retry.attempts, exc.detail)
+            # The server's text stays out of the log (it may quote a label); the job's file row keeps it.
+            log.warning("XNAT refused %s after %d tries (HTTP %s)", f.sop_uid, ctx.retry.attempts, exc.status)
             ctx.store.mark_failed(ctx.job.id, [f.id], exc.detail)
             refused.add(exc)
             return None

@@ -1,4 +1,4 @@
-"""Connection options, URL normalisation, log redaction, and typed errors for ``requests`` failures.
+"""Connection options, URL normalisation, plain http, and typed errors for ``requests`` failures.
 
 Plain data and pure functions; any thread. ``requests`` itself is imported by the session only, so
 commands that never talk HTTP (C-STORE without a server login) do not pay for loading it.
@@ -6,23 +6,25 @@ commands that never talk HTTP (C-STORE without a server login) do not pay for lo
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from xnat_uploader import __version__
+from xnat_uploader.core.redact import redact_path
 from xnat_uploader.core.xnat import errors as E
 
 if TYPE_CHECKING:
     import requests
 
 USER_AGENT = f"xnat-uploader/{__version__}"
-
-_KEEP_SEGMENTS = {
-    "data", "REST", "xapi", "archive", "projects", "subjects", "experiments", "scans", "resources", "files",
-    "prearchive", "services", "import", "JSESSION", "siteConfig", "buildInfo", "move", "delete", "rebuild",
-    "version", "auth", "config", "anon", "dicomscp", "direct-archive",
-}  # fmt: skip
+# redact_path (from core.redact) stays importable here: the session logs its requests with it.
+__all__ = [
+    "PLAIN_HTTP_REASON", "USER_AGENT", "ConnectionOptions", "normalize_url", "redact_path", "sends_in_clear",
+    "transport_error",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,6 @@ class ConnectionOptions:
         return (self.connect_timeout, self.commit_timeout)
 
 
-def redact_path(path: str) -> str:
-    """The route of ``path`` without labels/ids, for logs (labels may be patient IDs)."""
-    path = path.split("?", 1)[0]
-    parts = path.split("/")
-    return "/".join(p if (p in _KEEP_SEGMENTS or p == "") else "*" for p in parts)
-
-
 def normalize_url(url: str) -> str:
     """The server URL as the client uses it: scheme and host lower-case, no trailing slash, no query.
 
@@ -84,6 +79,26 @@ def normalize_url(url: str) -> str:
     if "@" in host:
         raise ValueError("put the user name in its own field, not in the URL")
     return f"{scheme.lower()}://{host.lower()}{path.rstrip('/')}"
+
+
+PLAIN_HTTP_REASON = "the password crosses the network readable by others"
+
+
+def sends_in_clear(url: str) -> bool:
+    """Whether what goes to ``url`` (the password first: XNAT's sign-in is HTTP Basic) may cross a network
+    unencrypted: any plain ``http://`` address, except a literal loopback address.
+
+    ``127.x.x.x`` and ``::1`` (the demo's built-in sandbox runs on 127.0.0.1) are exempt: nothing leaves this
+    computer, so nobody on a network can read it. A name is not, ``localhost`` included: a hosts file or a DNS
+    search domain can send it to another computer.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "http":
+        return False
+    try:
+        return not ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:  # a name
+        return True
 
 
 def transport_error(exc: requests.RequestException, options: ConnectionOptions, action: str = "") -> E.XnatError:

@@ -28,16 +28,19 @@ from PySide6.QtWidgets import (
 )
 
 from xnat_uploader import __version__
+from xnat_uploader.core.redact import redact
 
 log = logging.getLogger(__name__)
 
 
 def crash_report(details: str) -> str:
-    """The text "Copy report" puts on the clipboard: versions and the traceback (no settings, no secrets)."""
+    """The text "Copy report" puts on the clipboard: versions and the traceback, without settings, secrets,
+    labels, local paths or patient data (an exception's message may quote a file's path)."""
     return (
         f"xnat-uploader {__version__}\n"
         f"Python {platform.python_version()} on {platform.platform()}\n\n"
-        f"{details.rstrip()}\n"
+        + "\n".join(redact(line) for line in details.rstrip().splitlines())
+        + "\n"
     )
 
 

@@ -1,5 +1,8 @@
 """Add or edit a server: URL, user, display name, TLS verification, an optional CA bundle, and its DICOM
 receiver (host, port, AE titles) for C-STORE uploads. No password here (the sign-in dialog asks for it).
+
+A plain ``http://`` address (not a loopback one) is confirmed before OK closes the dialog
+(:class:`~xnat_uploader.gui.dialogs.plain_http.PlainHttpQuestion`); the entry then remembers it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from PySide6.QtWidgets import (
 )
 
 from xnat_uploader.core.settings import ServerEntry
-from xnat_uploader.core.xnat.transport import normalize_url
+from xnat_uploader.core.xnat.transport import normalize_url, sends_in_clear
+from xnat_uploader.gui.dialogs.plain_http import PlainHttpQuestion
+from xnat_uploader.gui.widgets.dicom_link_note import DicomLinkNote
 
 
 class ServerDialog(QDialog):
@@ -66,6 +71,11 @@ class ServerDialog(QDialog):
         form.addRow(self.tr("DICOM port:"), self.dicom_port_spin)
         form.addRow(self.tr("Called AE title:"), self.called_edit)
         form.addRow(self.tr("Calling AE title:"), self.calling_edit)
+        self.dicom_note = DicomLinkNote(self)
+        form.addRow("", self.dicom_note)
+        # The plain-http URL the user has confirmed (an edited entry confirmed earlier counts), else None.
+        self._plain_http_url = entry.url if entry and entry.plain_http_ok else None
+        self.http_question: PlainHttpQuestion | None = None
 
         self.error_label = QLabel()
         self.error_label.setObjectName("error_label")
@@ -117,6 +127,7 @@ class ServerDialog(QDialog):
             dicom_port=self.dicom_port_spin.value(),
             called_aet=self.called_edit.text().strip(),
             calling_aet=self.calling_edit.text().strip(),
+            plain_http_ok=self._plain_http_url == normalize_url(self.url_edit.text()),
         )
 
     def accept(self) -> None:
@@ -125,4 +136,22 @@ class ServerDialog(QDialog):
             self.error_label.setText(error)
             self.error_label.show()
             return
+        url = normalize_url(self.url_edit.text())
+        if sends_in_clear(url) and url != self._plain_http_url:
+            self.error_label.hide()
+            self._ask_plain_http(url)
+            return
         super().accept()
+
+    def _ask_plain_http(self, url: str) -> None:
+        question = PlainHttpQuestion(url, self)
+        question.finished.connect(lambda _result: self._on_plain_http_answer(question, url))
+        self.http_question = question
+        question.open()
+
+    def _on_plain_http_answer(self, question: PlainHttpQuestion, url: str) -> None:
+        self.http_question = None
+        question.deleteLater()
+        if question.confirmed():
+            self._plain_http_url = url
+            super().accept()

@@ -5,12 +5,16 @@ error's message and hint under the fields; the dialog stays open. On success the
 keyring only when "Remember password" is ticked (and a secure keyring exists), the login is handed to
 ``controller.connect``, the server entry (never the password) is saved to the settings, and the dialog
 accepts. ``info`` is then the server's :class:`~xnat_uploader.core.xnat.ServerInfo`.
+
+Before the first sign-in to a plain ``http://`` server (not a loopback address) nothing is sent until the user
+confirms (:class:`~xnat_uploader.gui.dialogs.plain_http.PlainHttpQuestion`); the saved entry remembers the answer.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import Slot
@@ -30,6 +34,8 @@ from xnat_uploader.core.credentials import CredentialStore
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.settings import ServerEntry
 from xnat_uploader.core.xnat import ServerInfo, XnatClient
+from xnat_uploader.core.xnat.transport import PLAIN_HTTP_REASON, sends_in_clear
+from xnat_uploader.gui.dialogs.plain_http import PlainHttpQuestion
 from xnat_uploader.gui.upload_controller import UploadController
 from xnat_uploader.gui.workers import Worker, WorkerRunner
 
@@ -68,6 +74,7 @@ class SignInDialog(QDialog):
         self._runner = WorkerRunner(self)
         self._worker: Worker | None = None
         self._remember = False
+        self.http_question: PlainHttpQuestion | None = None
         self.setWindowTitle(self.tr("Sign in to {}").format(entry.name))
 
         self.url_label = QLabel(entry.url)
@@ -102,8 +109,15 @@ class SignInDialog(QDialog):
                 )
             )
 
+        self.http_note = QLabel(self.tr("\u26a0 Plain http: the password is sent without encryption."))
+        self.http_note.setObjectName("http_note")
+        self.http_note.setStyleSheet("color: #8a5a00")
+        self.http_note.setToolTip(self.tr("On plain http, {}. Ask for an https:// address.").format(PLAIN_HTTP_REASON))
+        self.http_note.setVisible(sends_in_clear(entry.url))
+
         form = QFormLayout()
         form.addRow(self.tr("Server:"), self.url_label)
+        form.addRow("", self.http_note)
         form.addRow(self.tr("User:"), self.user_edit)
         form.addRow(self.tr("Password:"), self.password_edit)
         form.addRow("", self.remember_check)
@@ -136,6 +150,9 @@ class SignInDialog(QDialog):
         if not user or not self.password_edit.text():
             self._show_error(self.tr("Enter your user name and password."), "")
             return
+        if sends_in_clear(self.server.url) and not self.server.plain_http_ok:
+            self._ask_plain_http()
+            return
         self._remember = self.credentials.secure and self.remember_check.isChecked()  # read before disabling
         self.error_label.hide()
         self.status_label.setText(self.tr("Checking {}...").format(self.server.url))
@@ -147,6 +164,22 @@ class SignInDialog(QDialog):
         worker.cancelled.connect(self._on_cancelled)
         self._worker = self._runner.start(worker)
 
+    def _ask_plain_http(self) -> None:
+        question = PlainHttpQuestion(self.server.url, self)
+        question.finished.connect(lambda _result: self._on_plain_http_answer(question))
+        self.http_question = question
+        self.error_label.hide()
+        question.open()
+
+    def _on_plain_http_answer(self, question: PlainHttpQuestion) -> None:
+        self.http_question = None
+        question.deleteLater()
+        if question.confirmed():
+            self.server = replace(self.server, plain_http_ok=True)  # saved with the entry once signed in
+            self.sign_in()
+        else:
+            self.status_label.setText(self.tr("Not signed in: nothing was sent to the server."))
+
     @Slot(object)
     def _on_checked(self, info: ServerInfo) -> None:
         self._worker = None
@@ -157,10 +190,7 @@ class SignInDialog(QDialog):
             self.credentials.forget(self.server.url, user, keyring_too=True)
         outcome = self.credentials.set(self.server.url, user, password, remember=remember)
         self.remembered = outcome.remembered
-        entry = ServerEntry(
-            url=self.server.url, user=user, name=self.server.name,
-            verify_tls=self.server.verify_tls, ca_bundle=self.server.ca_bundle,
-        )  # fmt: skip
+        entry = replace(self.server, user=user)  # its DICOM receiver, time-outs and plain-http answer kept
         settings = self.controller.logins.settings
         settings.upsert(entry)
         settings.current_server = entry.url

@@ -19,6 +19,7 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from xnat_uploader.core import diagnostics
+from xnat_uploader.core.redact import RedactingFormatter, redact
 
 FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"  # as in the log file
 MAX_LINES = 5000
@@ -34,7 +35,7 @@ class QtLogHandler(logging.Handler):
 
     def __init__(self, parent: QObject | None = None, level: int = logging.DEBUG) -> None:
         super().__init__(level)
-        self.setFormatter(logging.Formatter(FORMAT))
+        self.setFormatter(RedactingFormatter(FORMAT))  # the panel shows what the log file holds: no PHI
         self.bridge = _Bridge(parent)
         self.line_logged = self.bridge.line_logged
 
@@ -98,7 +99,7 @@ class LogPanel(QWidget):
         self._note_timer.timeout.connect(self.note_label.clear)
 
         for line in diagnostics.tail(self.log_path, preload) if preload else ():
-            self._lines.append((_level_of(line), line))
+            self._lines.append((_level_of(line), redact(line)))  # lines an older version wrote, cleaned too
         self._rebuild()
         self.handler = handler = QtLogHandler(self)
         handler.line_logged.connect(self.add_line)

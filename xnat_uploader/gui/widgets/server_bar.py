@@ -138,7 +138,9 @@ class ServerBar(QWidget):
             return entry
         name = entry.name if entry else ""
         tls = (entry.verify_tls, entry.ca_bundle) if entry else (True, None)
-        return ServerEntry(url=key[0], user=key[1], name=name, verify_tls=tls[0], ca_bundle=tls[1])
+        plain_http_ok = entry.plain_http_ok if entry else False  # confirmed per server, whoever signs in
+        return ServerEntry(url=key[0], user=key[1], name=name, verify_tls=tls[0], ca_bundle=tls[1],
+                           plain_http_ok=plain_http_ok)  # fmt: skip
 
     # -- sign in / out --------------------------------------------------------------------------
     @Slot()

@@ -89,6 +89,8 @@ class TargetForm(QWidget):
             button.setEnabled(available)
             if not available:
                 button.setToolTip(self.tr("Not available in this version yet."))
+            elif mode == "cstore":
+                button.setToolTip(self.tr("DICOM network transfer to XNAT's receiver; not encrypted"))
             self.transport_group.addButton(button)
             self.transport_buttons[mode] = button
         self.transport_buttons["zip"].setChecked(True)

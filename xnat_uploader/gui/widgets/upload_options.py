@@ -1,6 +1,7 @@
 """The target form's "Advanced" section: destination, what to do if the session exists, XNAT's import options
 (quarantine, pipelines, rename, Ignore-Unparsable), parallel requests, and the DICOM receiver for C-STORE
-(XNAT's defaults: the server's host, port 8104, AE title XNAT). Builds a job's ``options``.
+(XNAT's defaults: the server's host, port 8104, AE title XNAT; with a note that the DICOM link is not encrypted).
+Builds a job's ``options``.
 
 Choices and their one-line help come from :mod:`xnat_uploader.core.upload_choices`, shared with the command line;
 a choice XNAT cannot carry out for the chosen destination or transport is greyed out with the reason as its tip.
@@ -25,6 +26,7 @@ from xnat_uploader.core.upload_choices import (
     XnatParams,
     upload_problems,
 )
+from xnat_uploader.gui.widgets.dicom_link_note import DicomLinkNote
 from xnat_uploader.gui.widgets.on_existing_combo import OnExistingCombo
 
 DEFAULT_WORKERS = {"zip": 4, "gradual": 8, "cstore": 4}
@@ -84,11 +86,13 @@ class UploadOptions(QWidget):
         for check in (self.no_pipelines_check, self.rename_check, self.ignore_check):
             self.form.addRow("", check)
         self.form.addRow(self.tr("Parallel requests"), self.workers_spin)
-        self._cstore_rows = (self.host_edit, self.port_spin, self.aet_edit, self.route_check)
+        self.link_note = DicomLinkNote(self)
+        self._cstore_rows = (self.host_edit, self.port_spin, self.aet_edit, self.route_check, self.link_note)
         self.form.addRow(self.tr("DICOM receiver host"), self.host_edit)
         self.form.addRow(self.tr("Port"), self.port_spin)
         self.form.addRow(self.tr("AE title"), self.aet_edit)
         self.form.addRow("", self.route_check)
+        self.form.addRow("", self.link_note)
         self._show_cstore(False)
         self._follow_choices()
         self.destination_combo.currentIndexChanged.connect(self._on_choice)
