@@ -6,9 +6,12 @@ slots; a progress event changes its own row only (``dataChanged`` over that row'
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from xnat_uploader.core.queue.claims import Owner
 from xnat_uploader.core.queue.store import JobRow, JobState
 from xnat_uploader.core.transfer.base import TransferProgress
 
@@ -41,10 +44,15 @@ def human_duration(seconds: float | None) -> str:
 
 
 class QueueModel(QAbstractTableModel):
-    """Rows in job-id order; fed by set_jobs, update_job, remove_job and update_progress (GUI-thread slots)."""
+    """Rows in job-id order; fed by set_jobs, update_job, remove_job and update_progress (GUI-thread slots).
 
-    def __init__(self, parent: object = None) -> None:
+    ``owned_elsewhere(row)`` names the other live copy of the program sending a job (its row then says so);
+    the default: none.
+    """
+
+    def __init__(self, parent: object = None, owned_elsewhere: Callable[[JobRow], Owner | None] | None = None) -> None:
         super().__init__(parent)  # type: ignore[arg-type]
+        self.owned_elsewhere = owned_elsewhere or (lambda _row: None)
         self._rows: list[JobRow] = []
         self._where: dict[int, int] = {}
         self._progress: dict[int, TransferProgress] = {}
@@ -92,6 +100,10 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(row, col)
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == COL_STATE and self.owned_elsewhere(row) is not None:
+                return self.tr(
+                    "Being sent by another copy of the app. This window leaves it alone: pause or cancel it there."
+                )
             if col == COL_RESULT:
                 return "\n".join(x for x in (row.message, row.hint) if x) or None
             if col == COL_SESSION:
@@ -168,6 +180,8 @@ class QueueModel(QAbstractTableModel):
         if col == COL_PROJECT:
             return row.spec.project
         if col == COL_STATE:
+            if self.owned_elsewhere(row) is not None:
+                return self.tr("Being sent by another copy of the app")
             if p is not None and not row.state.finished and row.state is not JobState.PAUSED:
                 return self._phases.get(p.phase, self._states[row.state])
             return self._states[row.state]
@@ -190,6 +204,8 @@ class QueueModel(QAbstractTableModel):
         return ""
 
     def _colour(self, row: JobRow) -> QColor | None:
+        if self.owned_elsewhere(row) is not None:
+            return GREY
         if row.state is JobState.DONE:
             return GREEN
         if row.state is JobState.FAILED:
