@@ -192,6 +192,8 @@ class Claims:
         if heartbeat is not None:
             heartbeat.stop()
         with self._lock:
+            if not self._held:  # nothing claimed (or closed already): nothing to write
+                return
             try:
                 self._db.execute(f"UPDATE jobs SET {_UNCLAIM} WHERE owner_token=?", (self.owner.token,))
             except sqlite3.Error as exc:  # closing anyway: the claims go stale instead
