@@ -87,12 +87,14 @@ def test_pause_and_retry_in_the_owning_window_still_work(qtbot, sandbox_factory,
     job_id = first.jobs()[0].id
     qtbot.waitUntil(lambda: first.store.job(job_id).files_sent >= 1, timeout=20000)
     first.pause(job_id)
+    # A paused job belongs to no one (released just after the state is written).
     qtbot.waitUntil(lambda: first.store.job(job_id).state is JobState.PAUSED, timeout=10000)
-    assert first.store.job(job_id).owner is None  # a paused job belongs to no one
+    qtbot.waitUntil(lambda: first.store.job(job_id).owner is None, timeout=5000)
     first.cancel(job_id)
     qtbot.waitUntil(lambda: first.store.job(job_id).state is JobState.CANCELLED, timeout=10000)
-    first.retry(job_id)  # retry claims it for this window at once: the other never starts it
+    first.retry(job_id)  # retry claims it for this window at once: the other (not signed in) never starts it
     qtbot.waitUntil(lambda: first.store.job(job_id).state is not JobState.CANCELLED, timeout=10000)
+    assert first.store.job(job_id).owner.token == first.store.owner.token
     server.set_faults(None)
     qtbot.waitUntil(lambda: first.store.job(job_id).state is JobState.DONE, timeout=30000)
     assert second.scheduler.running() == []

@@ -138,8 +138,8 @@ class UploadController(QObject):
             on_progress=self._progress_callback, on_state=self._state_callback,
         )  # fmt: skip
         self._polled_at = time.time()
-        self._rows: dict[int, JobRow] = {r.id: r for r in self.store.jobs()}
         self.scheduler.start()
+        self._rows: dict[int, JobRow] = {r.id: r for r in self.store.jobs()}
         self._polling = False
         self._poll_timer = QTimer(self, interval=POLL_MS)
         self._poll_timer.timeout.connect(self._poll)

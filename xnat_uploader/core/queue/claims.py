@@ -122,7 +122,7 @@ class Heartbeat:
     were lost (taken over while this process was frozen or asleep longer than the stale time).
     """
 
-    def __init__(self, beat: Callable[[], None], every: float) -> None:
+    def __init__(self, beat: Callable[[], object], every: float) -> None:
         self._beat = beat
         self._every = every
         self._stop = threading.Event()
