@@ -120,7 +120,7 @@ def test_closing_a_store_releases_its_claims(tmp_path):
 def test_a_claim_whose_heartbeat_stopped_is_taken_over_and_its_owner_told(tmp_path):
     path = tmp_path / "q.db"
     lost = []
-    with QueueStore(path) as first, QueueStore(path, stale_after=60) as second:
+    with QueueStore(path, beat_every=3600) as first, QueueStore(path, stale_after=60) as second:  # first: no beat
         job_id = first.add_job(_spec(), _files())
         assert first.claim(job_id, on_lost=lost.append) is None
         # Its owner froze (a laptop asleep, a stopped process): its heartbeat is two minutes old.
