@@ -196,7 +196,7 @@ class Claims:
                 return
             try:
                 self._db.execute(f"UPDATE jobs SET {_UNCLAIM} WHERE owner_token=?", (self.owner.token,))
-            except sqlite3.Error as exc:  # closing anyway: the claims go stale instead
+            except (sqlite3.Error, UserError) as exc:  # closing anyway (disk full, locked): the claims go stale
                 log.warning("Could not release the queue's claims: %s", exc)
             self._held.clear()
 

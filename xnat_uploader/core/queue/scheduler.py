@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.queue.claims import JobOwnedElsewhere
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import RESUMABLE, FileState, JobState, QueueStore
@@ -175,9 +177,13 @@ class Scheduler:
                     self.store.release(job_id)
 
     def _claim_quietly(self, job_id: int) -> bool:
+        """For the dispatcher: False also when the job was removed or the queue cannot be written just now (the
+        next pass tries again; the dispatcher must not stop)."""
         try:
             return self.store.claim(job_id) is None
-        except KeyError:
+        except (KeyError, sqlite3.Error, UserError) as exc:
+            if not isinstance(exc, KeyError):
+                log.warning("Job %d could not be claimed now: %s", job_id, exc)
             return False
 
     def _set(self, job_id: int, state: JobState, message: str) -> None:
