@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING
 from xnat_uploader import __version__
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication, QWidget
+
     from xnat_uploader.demo import Demo
     from xnat_uploader.gui.dialogs.crash_dialog import CrashReporter
+    from xnat_uploader.gui.single_instance import SingleInstance
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,15 @@ def run_gui(args: argparse.Namespace) -> int:
     app.setApplicationVersion(__version__)
     reporter = install_crash_hooks(show_dialog=not getattr(args, "no_crash_dialog", False))
     demo = _start_demo_if_wanted(args)
+    guard = _first_copy_or_none(app)
+    if guard is None:
+        reporter.uninstall()
+        if demo is not None:
+            demo.stop()
+        return 0
     window = MainWindow()
     reporter.window = window
+    guard.come_forward_requested.connect(lambda: _bring_forward(window))
     uploads = UploadController(parent=app)
     panels = install_upload_panels(window, uploads)
     install_settings_action(window, uploads)
@@ -70,9 +80,45 @@ def run_gui(args: argparse.Namespace) -> int:
         prearchive.shutdown()
         inbox.shutdown()
         uploads.shutdown()
+        guard.release()
         reporter.uninstall()
         if demo is not None:
             demo.stop()
+
+
+def _first_copy_or_none(app: QApplication) -> SingleInstance | None:
+    """The guard of this data folder, or None when another copy of the app has it: that copy is asked to
+    bring its window forward (or, if it does not answer, the user is told), and this one should exit."""
+    from xnat_uploader import paths
+    from xnat_uploader.gui.single_instance import SingleInstance
+
+    guard = SingleInstance(paths.ensure(paths.data_dir()), parent=app)
+    if guard.acquire():
+        return guard
+    if guard.ask_to_come_forward():
+        log.info("Another copy of xnat-uploader is running: brought its window forward")
+        return None
+    from PySide6.QtWidgets import QMessageBox
+
+    pid = guard.holder_pid()
+    QMessageBox.information(
+        None,
+        "xnat-uploader",
+        app.tr(
+            "xnat-uploader is already running{} but does not answer. Switch to its window, or close it "
+            "(or end it in the task manager) and start the app again."
+        ).format(f" (process {pid})" if pid else ""),
+    )
+    return None
+
+
+def _bring_forward(window: QWidget) -> None:
+    """Another start of the app asked for this window: show it on top (restored if minimised)."""
+    if window.isMinimized():
+        window.showNormal()
+    window.show()
+    window.raise_()
+    window.activateWindow()
 
 
 def _start_demo_if_wanted(args: argparse.Namespace) -> Demo | None:

@@ -3,6 +3,9 @@
 Jobs go through the persistent queue (in the data dir), so an upload interrupted by a crash, a
 kill or Ctrl-C continues with ``xnat-uploader upload --resume``, sending only what was not
 acknowledged. Exit 0 when every job ended verified, 1 when one failed, 2 for bad input.
+
+A job is sent by one process at a time: new jobs are claimed as they are queued, and ``--resume`` skips
+(and says so) the jobs another live copy of the program is sending; it takes over those whose copy stopped.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from xnat_uploader.core.credentials import CredentialStore
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.exam import assign_exam_items, find_exam_items
 from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, existing_on_server, plan_jobs
+from xnat_uploader.core.queue.claims import JobOwnedElsewhere
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import JobState, QueueStore
 from xnat_uploader.core.transfer import cstore
@@ -208,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
                                  cstore.OPT_CALLED: args.called_aet, cstore.OPT_CALLING: args.calling_aet,
                                  cstore.OPT_ROUTE: args.route})  # fmt: skip
                 job_ids += [
-                    enqueue(store, job, server_url=server_url, user=user, mode=args.mode, options=opts)
+                    enqueue(store, job, server_url=server_url, user=user, mode=args.mode, options=opts, claim=True)
                     for job in planned.jobs
                 ]
             return _run_jobs(store, job_ids, client, args)
@@ -247,16 +251,26 @@ def _receiver_from_server(args: argparse.Namespace, client: XnatClient) -> None:
 
 
 def _resumable(store: QueueStore, url: str, user: str) -> list[int]:
-    jobs = [
-        j
-        for j in store.jobs(
-            [JobState.QUEUED, JobState.RUNNING, JobState.COMMITTING, JobState.VERIFYING, JobState.PAUSED]
-        )  # fmt: skip
-        if j.spec.server_url == url and j.spec.user == user
-    ]
+    """The unfinished jobs for this login, each claimed for this process; those another live copy of the
+    program is sending are skipped (and said so), those whose copy stopped are taken over."""
+    jobs = []
+    for j in store.jobs([JobState.QUEUED, JobState.RUNNING, JobState.COMMITTING, JobState.VERIFYING,
+                         JobState.PAUSED]):  # fmt: skip
+        if j.spec.server_url != url or j.spec.user != user:
+            continue
+        other = store.claim(j.id)
+        if other is None:
+            jobs.append(j.id)
+        else:
+            _say_skipped(JobOwnedElsewhere(j.id, j.spec.project, other))
     if jobs:
         print(f"Resuming {len(jobs)} unfinished upload(s).", file=sys.stderr)
-    return [j.id for j in jobs]
+    return jobs
+
+
+def _say_skipped(exc: JobOwnedElsewhere) -> None:
+    # The job's number and project only: its labels may be patient IDs.
+    print(f"{exc.summary}; skipped.", file=sys.stderr)
 
 
 def _plan(
@@ -330,6 +344,9 @@ def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient | None, 
             state = run_job(store, job_id, client.session if client else None, receipts_dir=receipts_dir,
                             server=client.server_info() if client else None,
                             progress=bar.update if bar else None, control=control)  # fmt: skip
+        except JobOwnedElsewhere as exc:  # another copy claimed it first (or took it over): it sends it
+            _say_skipped(exc)
+            continue
         except KeyboardInterrupt:
             control.pause()
             store.set_state(job_id, JobState.PAUSED, "Interrupted; continue with: xnat-uploader upload --resume")

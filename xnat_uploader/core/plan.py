@@ -295,9 +295,17 @@ def existing_on_server(session: XnatSession, project: str, store: QueueStore | N
 
 
 def enqueue(
-    store: QueueStore, job: PlannedJob, *, server_url: str, user: str, mode: str, options: Mapping[str, object]
+    store: QueueStore,
+    job: PlannedJob,
+    *,
+    server_url: str,
+    user: str,
+    mode: str,
+    options: Mapping[str, object],
+    claim: bool = False,
 ) -> int:
-    """Put a planned job into the persistent queue. Returns its id.
+    """Put a planned job into the persistent queue. Returns its id. ``claim``: this store sends it (no other
+    process may start it first).
 
     Duplicate copies (:func:`one_per_instance`) are not queued; they are listed in the options
     (:data:`OPT_DUPLICATES`) so the receipt names them as not sent.
@@ -332,4 +340,4 @@ def enqueue(
         )  # fmt: skip
         for f in job.files
     )
-    return store.add_job(spec, files)
+    return store.add_job(spec, files, claim=claim)

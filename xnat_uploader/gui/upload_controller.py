@@ -7,7 +7,10 @@ app-wide signals). Nothing here blocks the GUI thread:
 * queue changes (adding jobs, pause, cancel, retry, remove, re-send, reading details) run in order on one
   "queue-actions" thread, so a pause followed by a resume can never arrive the other way round;
 * the :class:`~xnat_uploader.core.queue.scheduler.Scheduler` runs the jobs on its own threads; its
-  callbacks are turned into queued signals and re-emitted here on the GUI thread.
+  callbacks are turned into queued signals and re-emitted here on the GUI thread;
+* another process may share the queue (a command-line upload; a second window on the same data folder):
+  the jobs it sends are its own (:mod:`~xnat_uploader.core.queue.claims`), never paused, reset or run
+  here; a timer reads what changed in the queue every few seconds so their rows stay current.
 
 Public signals carry plain data only and are always emitted on the GUI thread. Passwords are read on the GUI
 thread (``credentials`` callable, default the keyring) and never logged or stored in a signal.
@@ -18,19 +21,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from xnat_uploader import paths
 from xnat_uploader.core import settings as settings_mod
 from xnat_uploader.core.dicom.index import DicomIndex
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, existing_on_server, plan_jobs, queued_labels
+from xnat_uploader.core.queue.claims import Owner
 from xnat_uploader.core.queue.closing import EVENT_RESEND
 from xnat_uploader.core.queue.runner import TRANSPORTS
 from xnat_uploader.core.queue.scheduler import Scheduler
@@ -45,6 +50,8 @@ from xnat_uploader.gui.workers import Worker, WorkerRunner
 log = logging.getLogger(__name__)
 
 QUIT_MESSAGE = "Interrupted when the program closed; it continues when the program starts again."
+# How often (ms) the queue is read for what other processes changed in it.
+POLL_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,13 @@ class UploadController(QObject):
             self.store, self.logins.session_for, receipts_dir or data / "receipts", per_server=1,
             on_progress=self._progress_callback, on_state=self._state_callback, on_error=self._error_callback,
         )  # fmt: skip
+        self._polled_at = time.time()
         self.scheduler.start()
         self._rows: dict[int, JobRow] = {r.id: r for r in self.store.jobs()}
+        self._polling = False
+        self._poll_timer = QTimer(self, interval=POLL_MS)
+        self._poll_timer.timeout.connect(self._poll)
+        self._poll_timer.start()
 
     # -- servers and logins ---------------------------------------------------------------------
     def servers(self) -> list[ServerChoice]:
@@ -204,7 +216,10 @@ class UploadController(QObject):
         url = normalize_url(server_url)
 
         def add() -> None:
-            ids = [enqueue(self.store, j, server_url=url, user=user, mode=mode, options=options) for j in plan.jobs]
+            ids = [
+                enqueue(self.store, j, server_url=url, user=user, mode=mode, options=options, claim=True)
+                for j in plan.jobs
+            ]
             self._added_from_thread.emit([self.store.job(i) for i in ids])
             self.scheduler.wake()
 
@@ -219,6 +234,10 @@ class UploadController(QObject):
 
     def job(self, job_id: int) -> JobRow | None:
         return self._rows.get(job_id)
+
+    def owned_elsewhere(self, row: JobRow) -> Owner | None:
+        """The other live copy of the program sending this job (its row is then only shown here), or None."""
+        return None if row.state.finished else self.store.owned_elsewhere(row)
 
     def pause(self, job_id: int) -> None:
         self._user_paused.add(job_id)
@@ -261,12 +280,15 @@ class UploadController(QObject):
             if not short:
                 raise UserError(self.tr("Nothing is missing: every series arrived."), "")
             ids = [f.id for f in self.store.files(job_id, [FileState.SENT, FileState.FAILED]) if f.series_uid in short]
-            self.store.reset_files(job_id, ids)
-            # the commit may then overwrite the copies of these series already archived (core.queue.closing)
-            self.store.log(job_id, EVENT_RESEND, f"{len(ids)} files of {len(short)} series")
-            self.store.set_state(job_id, JobState.QUEUED, f"Re-sending {len(ids)} files of {len(short)} series.")
+
+            def queue_again() -> None:
+                self.store.reset_files(job_id, ids)
+                # the commit may then overwrite the copies of these series already archived (core.queue.closing)
+                self.store.log(job_id, EVENT_RESEND, f"{len(ids)} files of {len(short)} series")
+                self.store.set_state(job_id, JobState.QUEUED, f"Re-sending {len(ids)} files of {len(short)} series.")
+
+            self.scheduler.requeue(job_id, queue_again)  # claimed for this window, or refused
             self._state_callback(job_id, JobState.QUEUED)
-            self.scheduler.wake()
 
         self._act(job_id, run)
 
@@ -294,6 +316,7 @@ class UploadController(QObject):
         if self._closing:
             return True
         self._closing = True
+        self._poll_timer.stop()
         running = set(self.scheduler.running())
         ok = self.scheduler.shutdown(timeout)
         self._actions.shutdown(wait=True)
@@ -323,10 +346,13 @@ class UploadController(QObject):
             key = (row.spec.server_url, row.spec.user)
             if key not in known:
                 known[key] = self.logins.client(*key) is not None
-            if not known[key]:
+            if known[key] or self.store.owned_elsewhere(row) is not None:
+                continue  # another copy of the program sends it: not ours to hold
+            if self.store.claim(row.id) is None:
                 self.store.set_state(
                     row.id, JobState.PAUSED, self.tr("Waiting for you to sign in to {} as {}.").format(*key)
                 )
+                self.store.release(row.id)
                 self._waiting.setdefault(key, set()).add(row.id)
 
     def _act(self, job_id: int, fn: Callable[[], None]) -> None:
@@ -345,6 +371,26 @@ class UploadController(QObject):
                 self._failed_from_thread.emit(job_id, f"Unexpected error: {type(exc).__name__}", "")
 
         self._actions.submit(run)
+
+    @Slot()
+    def _poll(self) -> None:
+        """Every ``POLL_MS``: read (on the actions thread) the jobs that changed since the last look and are
+        not run here: those another process sends or added, so their rows stay current."""
+        if self._polling or self._closing:
+            return
+        self._polling = True
+
+        def run() -> None:
+            try:
+                since, self._polled_at = self._polled_at - 1.0, time.time()  # a second's overlap: clocks are coarse
+                here = set(self.scheduler.running())
+                for row in self.store.jobs_changed_since(since):
+                    if row.id not in here:
+                        self._row_from_thread.emit(row)
+            finally:
+                self._polling = False
+
+        self._act(0, run)
 
     def _progress_callback(self, progress: TransferProgress) -> None:
         if not self._closing:

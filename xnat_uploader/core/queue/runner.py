@@ -23,6 +23,7 @@ from xnat_uploader.core.attach import OPT_RESOURCES, attach_for_job
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue import outcomes
 from xnat_uploader.core.queue.additions import check_before_adding
+from xnat_uploader.core.queue.claims import JobOwnedElsewhere
 from xnat_uploader.core.queue.closing import (
     EVENT_RESEND,
     archive_direct,
@@ -90,8 +91,43 @@ def run_job(
     Blocking; call it from a worker thread (or the CLI's main thread). ``progress`` is called from
     sending threads, at most every 0.2 s, with plain :class:`TransferProgress` data. ``session`` may be
     ``None`` only for C-STORE jobs sent without an XNAT login: they are then not verified.
+
+    The job is claimed first and released when it stops, so no other copy of the program sends it
+    meanwhile: :class:`JobOwnedElsewhere` if another live one holds it (or takes it over from this
+    process, frozen longer than the stale time; the run is then stopped and left to it).
     """
     control = control or JobControl()
+    owner = store.claim(job_id, on_lost=lambda _job: control.cancel())
+    if owner is not None:
+        raise JobOwnedElsewhere(job_id, store.job(job_id).spec.project, owner)
+    try:
+        state = _run_job(
+            store, job_id, session, receipts_dir=receipts_dir, server=server, progress=progress, control=control,
+            workers=workers, retry=retry, transports=transports,
+        )  # fmt: skip
+        if not store.holds(job_id):
+            job = store.job(job_id)
+            if job.owner is not None:
+                raise JobOwnedElsewhere(job_id, job.spec.project, job.owner)
+            return job.state
+        return state
+    finally:
+        store.release(job_id)
+
+
+def _run_job(
+    store: QueueStore,
+    job_id: int,
+    session: XnatSession | None,
+    *,
+    receipts_dir: Path,
+    control: JobControl,
+    server: ServerInfo | None = None,
+    progress: ProgressFn | None = None,
+    workers: int | None = None,
+    retry: RetryPolicy | None = None,
+    transports: dict[str, Callable[[], Transport]] | None = None,
+) -> JobState:
     job = store.job(job_id)
     remember(job.spec.subject, job.spec.session_label)  # a resumed job's labels: never in a log line
     if job.state.finished and job.state is not JobState.FAILED:

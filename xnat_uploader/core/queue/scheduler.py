@@ -4,17 +4,25 @@ The GUI (through its worker adapter) and long-running tools use this; the comman
 one after the other with :func:`~xnat_uploader.core.queue.runner.run_job` directly. On start the
 scheduler picks up every job a crash or a quit interrupted. Pause, resume, cancel and retry act
 per job; all of their effects are in the queue store, so they survive a restart too.
+
+Another process may share the queue (a second copy of the program, a command-line upload): the scheduler
+runs only jobs it claims (:mod:`~xnat_uploader.core.queue.claims`), leaves those another live copy sends
+alone (never pauses, resets or runs them) and takes over those whose owner stopped. Pause, cancel and
+remove act only on jobs this scheduler may claim; retry and resume claim the job for this scheduler.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xnat_uploader.core.errors import UserError
+from xnat_uploader.core.queue.claims import JobOwnedElsewhere
 from xnat_uploader.core.queue.guard import QueueStoreError
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import RESUMABLE, FileState, JobState, QueueStore
@@ -63,9 +71,11 @@ class Scheduler:
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self) -> None:
-        """Resume interrupted jobs and start dispatching."""
+        """Resume interrupted jobs (not those another live copy is sending) and start dispatching."""
         for job in self.store.jobs([s for s in RESUMABLE if s is not JobState.QUEUED]):
-            self.store.set_state(job.id, JobState.QUEUED, "Resumed after a restart.")
+            if self.store.owned_elsewhere(job) is None and self.store.claim(job.id) is None:
+                self.store.set_state(job.id, JobState.QUEUED, "Resumed after a restart.")
+                self.store.release(job.id)
         self._dispatcher = threading.Thread(target=self._dispatch, name="queue-dispatcher", daemon=True)
         self._dispatcher.start()
 
@@ -92,47 +102,94 @@ class Scheduler:
             self._wake.notify_all()
 
     def pause(self, job_id: int) -> None:
+        """Stop a job to resume later. :class:`JobOwnedElsewhere` if another live copy is sending it."""
         with self._lock:
             running = self._running.get(job_id)
+            if running is None:
+                with self._claimed(job_id):
+                    if self.store.job(job_id).state is JobState.QUEUED:
+                        self._set(job_id, JobState.PAUSED, "Paused.")
         if running:
             running[1].pause()
-        elif self.store.job(job_id).state is JobState.QUEUED:
-            self._set(job_id, JobState.PAUSED, "Paused.")
 
     def resume(self, job_id: int) -> None:
-        if self.store.job(job_id).state is JobState.PAUSED:
-            self._set(job_id, JobState.QUEUED, "")
-            self.wake()
+        """Queue a paused job again, claimed for this scheduler."""
+        with self._lock, self._claimed(job_id, keep=True) as keep:
+            if self.store.job(job_id).state is JobState.PAUSED:
+                self._set(job_id, JobState.QUEUED, "")
+                keep.append(True)
+        self.wake()
 
     def cancel(self, job_id: int) -> None:
+        """End a job. :class:`JobOwnedElsewhere` if another live copy is sending it."""
         with self._lock:
             running = self._running.get(job_id)
+            if running is None:
+                with self._claimed(job_id):
+                    if not self.store.job(job_id).state.finished:
+                        self._set(job_id, JobState.CANCELLED, "Cancelled by the user.")
         if running:
             running[1].cancel()
-        elif not self.store.job(job_id).state.finished:
-            self._set(job_id, JobState.CANCELLED, "Cancelled by the user.")
 
     def retry(self, job_id: int) -> None:
-        """Queue a failed or cancelled job again; files the server refused for good stay refused."""
-        job = self.store.job(job_id)
-        if job.state in (JobState.FAILED, JobState.CANCELLED):
-            failed = [f.id for f in self.store.files(job_id, [FileState.FAILED])]
-            self.store.reset_files(job_id, failed)
-            self._set(job_id, JobState.QUEUED, "")
-            self.wake()
+        """Queue a failed or cancelled job again, claimed for this scheduler; files the server refused for
+        good stay refused."""
+        with self._lock, self._claimed(job_id, keep=True) as keep:
+            if job_id not in self._running and self.store.job(job_id).state in (JobState.FAILED, JobState.CANCELLED):
+                failed = [f.id for f in self.store.files(job_id, [FileState.FAILED])]
+                self.store.reset_files(job_id, failed)
+                self._set(job_id, JobState.QUEUED, "")
+                keep.append(True)
+        self.wake()
+
+    def requeue(self, job_id: int, change: Callable[[], None]) -> None:
+        """Run ``change`` (which queues the job again) on a job this scheduler may claim, and keep the claim,
+        so this scheduler runs it next (e.g. the GUI's "re-send missing")."""
+        with self._lock, self._claimed(job_id, keep=True) as keep:
+            change()
+            keep.append(True)
+        self.wake()
 
     def remove(self, job_id: int) -> None:
         """Forget a job that is not running (its receipt file stays)."""
         with self._lock:
             if job_id in self._running:
                 raise RuntimeError("cancel the job before removing it")
-        self.store.remove_job(job_id)
+            with self._claimed(job_id):
+                self.store.remove_job(job_id)
 
     def running(self) -> list[int]:
         with self._lock:
             return list(self._running)
 
     # -- inside ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _claimed(self, job_id: int, *, keep: bool = False) -> Iterator[list[bool]]:
+        """Act on a job that is not running here: claim it (or raise :class:`JobOwnedElsewhere`), then
+        release it, unless ``keep`` and the body appended to the list it is given (the job is queued
+        again for this scheduler). Call with ``self._lock`` held, so the dispatcher cannot start the job
+        (and then lose its claim to this release) meanwhile."""
+        other = self.store.claim(job_id)
+        if other is not None:
+            raise JobOwnedElsewhere(job_id, self.store.job(job_id).spec.project, other)
+        kept: list[bool] = []
+        try:
+            yield kept
+        finally:
+            if not (keep and kept) and job_id not in self._running:
+                with contextlib.suppress(KeyError):
+                    self.store.release(job_id)
+
+    def _claim_quietly(self, job_id: int) -> bool:
+        """For the dispatcher: False also when the job was removed or the queue cannot be written just now (the
+        next pass tries again; the dispatcher must not stop)."""
+        try:
+            return self.store.claim(job_id) is None
+        except (KeyError, sqlite3.Error, UserError) as exc:
+            if not isinstance(exc, KeyError):
+                log.warning("Job %d could not be claimed now: %s", job_id, exc)
+            return False
+
     def _set(self, job_id: int, state: JobState, message: str) -> None:
         self.store.set_state(job_id, state, message)
         if self.on_state:
@@ -146,10 +203,13 @@ class Scheduler:
                 busy: dict[str, int] = {}
                 for _, _, server in self._running.values():
                     busy[server] = busy.get(server, 0) + 1
-                for job in self.store.jobs([JobState.QUEUED]):
+                # Interrupted jobs too (running, committing, verifying): one whose owner stopped is taken over.
+                for job in self.store.jobs(RESUMABLE):
                     server = job.spec.server_url
                     if job.id in self._running or busy.get(server, 0) >= self.per_server:
                         continue
+                    if self.store.owned_elsewhere(job) is not None or not self._claim_quietly(job.id):
+                        continue  # another live copy sends it (or it was removed)
                     busy[server] = busy.get(server, 0) + 1
                     control = JobControl()
                     thread = threading.Thread(target=self._run, args=(job.id, control), name=f"job-{job.id}")
@@ -169,6 +229,8 @@ class Scheduler:
             state = run_job(
                 self.store, job_id, session, receipts_dir=self.receipts_dir, progress=self.on_progress, control=control
             )
+        except JobOwnedElsewhere as exc:  # taken over meanwhile: the other copy reports it
+            log.info("Job %d is sent by another copy of the program (%s)", job_id, exc.owner.describe())
         except QueueStoreError as exc:  # the queue cannot record anything now: the job resumes as recorded
             log.warning("Job %d stopped: %s", job_id, exc.message)
             if self.on_error:
@@ -179,6 +241,9 @@ class Scheduler:
             self.store.set_state(job_id, JobState.FAILED, message, getattr(exc, "hint", ""))
         finally:
             with self._lock:
+                # The claim ends with the run (also when it failed before run_job, e.g. no login).
+                with contextlib.suppress(KeyError):
+                    self.store.release(job_id)
                 self._running.pop(job_id, None)
                 self._wake.notify_all()
             if self.on_state:

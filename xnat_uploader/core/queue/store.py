@@ -3,7 +3,8 @@
 Every acknowledged file or batch is committed at once (WAL, ``synchronous=NORMAL``): a process
 killed at any point loses nothing that the server acknowledged and was recorded, so a restart
 sends only the rest. One connection is shared behind a lock; any thread may call any method.
-Several processes (the GUI and a CLI) may open the same file: SQLite's locking serialises them.
+Several processes (the GUI and a CLI) may open the same file: SQLite's locking serialises them, and a
+job is sent only by the store that claimed it (:mod:`~xnat_uploader.core.queue.claims`).
 The file is owner-only (:mod:`core.private`); a full disk or a lock held too long raise a
 :class:`~xnat_uploader.core.queue.guard.QueueStoreError` in plain words (:mod:`.guard`), with the queue
 as it was before the failed call.
@@ -24,10 +25,13 @@ from typing import Any
 
 from xnat_uploader.core.private import private_dir, private_file
 from xnat_uploader.core.queue.guard import GuardedConnection, QueueStoreError
+from xnat_uploader.core.queue.claims import BEAT_EVERY, STALE_AFTER, Claims, Owner
 
 # 2: files.sop_class and files.transfer_syntax (from the scan, for C-STORE)
 # 3: files.state may be 'dropped' (nothing to migrate; an older program must not open such a queue)
-SCHEMA_VERSION = 3
+# 4: jobs.owner_pid, owner_host, owner_token, heartbeat: who is sending the job (an older program would
+#    ignore them and send a job twice: it must not open such a queue)
+SCHEMA_VERSION = 4
 
 
 class JobState(str, Enum):
@@ -100,6 +104,7 @@ class JobRow:
     bytes_total: int
     files_sent: int
     bytes_sent: int
+    owner: Owner | None = None  # the store that claimed it (alive or not), None when unclaimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     session_label TEXT NOT NULL, mode TEXT NOT NULL, study_uid TEXT NOT NULL, options TEXT NOT NULL,
     state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
     message TEXT NOT NULL DEFAULT '', hint TEXT NOT NULL DEFAULT '',
-    uri TEXT NOT NULL DEFAULT '', receipt TEXT NOT NULL DEFAULT ''
+    uri TEXT NOT NULL DEFAULT '', receipt TEXT NOT NULL DEFAULT '',
+    owner_pid INTEGER NOT NULL DEFAULT 0, owner_host TEXT NOT NULL DEFAULT '',
+    owner_token TEXT NOT NULL DEFAULT '', heartbeat REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -179,13 +186,21 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
 
 
-class QueueStore:
-    """The queue database. Open one per process; share it between threads."""
+class QueueStore(Claims):
+    """The queue database. Open one per process; share it between threads.
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT) -> None:
+    Each open store is one :class:`Owner` of claims; ``stale_after`` and ``beat_every`` (seconds) are
+    short only in tests.
+    """
+
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT, stale_after: float = STALE_AFTER,
+        beat_every: float = BEAT_EVERY,
+    ) -> None:  # fmt: skip
         """Open (or create, owner-only) the queue at ``path``. Raises :class:`QueueStoreError` (a plain-words
         :class:`UserError`) when the file cannot be opened; so does every method later (full disk, locked)."""
         self.path = Path(path)
+        self._init_claims(stale_after, beat_every)
         try:
             private_dir(self.path.parent)
             private_file(self.path)  # SQLite gives its -wal and -shm files this file's mode
@@ -210,9 +225,12 @@ class QueueStore:
         if version == 1:  # a queue from before the scan's SOP class and transfer syntax were kept
             for column in ("sop_class", "transfer_syntax"):
                 self._db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+        self._add_owner_columns()
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
+        """Release every claim this store holds (its jobs may be run by anyone again) and close."""
+        self._close_claims()
         with self._lock:
             self._db.close()
 
@@ -227,15 +245,20 @@ class QueueStore:
         with self._lock:
             return self._db.execute(sql, args)
 
-    def add_job(self, spec: JobSpec, files: Iterable[FileSpec]) -> int:
-        """Store a new job and its files in one transaction. Returns the job id."""
+    def add_job(self, spec: JobSpec, files: Iterable[FileSpec], *, claim: bool = False) -> int:
+        """Store a new job and its files in one transaction. Returns the job id.
+
+        ``claim``: the job is this store's from its creation, so no other process can start it first.
+        """
         now = time.time()
+        me = self.owner if claim else Owner(0, "", "")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
                     "INSERT INTO jobs (server_url, user, project, subject, session_label, mode, study_uid, options,"
-                    " state, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " state, created, updated, owner_pid, owner_host, owner_token, heartbeat)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         spec.server_url,
                         spec.user,
@@ -248,6 +271,10 @@ class QueueStore:
                         JobState.QUEUED.value,
                         now,
                         now,
+                        me.pid,
+                        me.host,
+                        me.token,
+                        now if claim else 0.0,
                     ),
                 )
                 job_id = int(cur.lastrowid or 0)
@@ -277,20 +304,28 @@ class QueueStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if claim:
+                self._hold(job_id, None)
         return job_id
 
-    def set_state(self, job_id: int, state: JobState, message: str = "", hint: str = "") -> None:
-        """Change a job's state; ``message``/``hint`` say why (shown to the user, never secrets)."""
+    def set_state(self, job_id: int, state: JobState, message: str = "", hint: str = "") -> bool:
+        """Change a job's state; ``message``/``hint`` say why (shown to the user, never secrets).
+
+        Refused (False) while another store holds the job's claim: only its owner (or anyone once
+        it is released) changes it; claim a stale job first to take it over.
+        """
         now = time.time()
         with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET state=?, message=?, hint=?, updated=? WHERE id=?",
-                (state.value, message, hint, now, job_id),
-            )
-            self._db.execute(
-                "INSERT INTO history (job_id, time, event, detail) VALUES (?,?,?,?)",
-                (job_id, now, state.value, message),
-            )
+            changed = self._db.execute(
+                "UPDATE jobs SET state=?, message=?, hint=?, updated=? WHERE id=? AND owner_token IN ('', ?)",
+                (state.value, message, hint, now, job_id, self.owner.token),
+            ).rowcount
+            if changed:
+                self._db.execute(
+                    "INSERT INTO history (job_id, time, event, detail) VALUES (?,?,?,?)",
+                    (job_id, now, state.value, message),
+                )
+        return bool(changed)
 
     def set_uri(self, job_id: int, uri: str) -> None:
         self._write("UPDATE jobs SET uri=?, updated=? WHERE id=?", (uri, time.time(), job_id))
@@ -375,8 +410,14 @@ class QueueStore:
                     ((FileState.PENDING.value, i, job_id) for i in file_ids),
                 )
 
-    def remove_job(self, job_id: int) -> None:
-        self._write("DELETE FROM jobs WHERE id=?", (job_id,))
+    def remove_job(self, job_id: int) -> bool:
+        """Forget a job; refused (False) while another store holds its claim."""
+        with self._lock:
+            removed = self._db.execute(
+                "DELETE FROM jobs WHERE id=? AND owner_token IN ('', ?)", (job_id, self.owner.token)
+            ).rowcount
+            self._held.pop(job_id, None)
+        return bool(removed)
 
     # -- reading ---------------------------------------------------------------------------
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -396,6 +437,11 @@ class QueueStore:
         values = [s.value for s in states]
         return self._jobs(f"WHERE j.state IN ({','.join('?' * len(values))})", values)
 
+    def jobs_changed_since(self, when: float) -> list[JobRow]:
+        """Jobs added or changed (state, message, acknowledged files: see ``UPDATED_EVERY``) after ``when``
+        (``time.time()``): how a window sees what another process does with the shared queue."""
+        return self._jobs("WHERE j.updated > ?", (when,))
+
     def resumable_jobs(self) -> list[JobRow]:
         """Jobs interrupted by a crash or a quit: they should run again on start."""
         return self.jobs(RESUMABLE)
@@ -404,14 +450,18 @@ class QueueStore:
         cols = ", ".join(f"j.{c.strip()}" for c in _JOB_COLS.split(","))
         rows = self._read(
             f"SELECT {cols}, COUNT(f.id), COALESCE(SUM(f.size),0),"
-            f" COALESCE(SUM(f.state='sent'),0), COALESCE(SUM(CASE WHEN f.state='sent' THEN f.size ELSE 0 END),0)"
+            f" COALESCE(SUM(f.state='sent'),0), COALESCE(SUM(CASE WHEN f.state='sent' THEN f.size ELSE 0 END),0),"
+            f" j.owner_pid, j.owner_host, j.owner_token, j.heartbeat"
             f" FROM jobs j LEFT JOIN files f ON f.job_id=j.id {where} GROUP BY j.id ORDER BY j.id",
             args,
         )
         out = []
         for r in rows:
             spec = JobSpec(r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-            out.append(JobRow(r[0], spec, JobState(r[9]), r[10], r[11], r[12], r[13], r[14], r[15], *r[16:20]))
+            owner = Owner(r[20], r[21], r[22], r[23]) if r[22] else None
+            out.append(
+                JobRow(r[0], spec, JobState(r[9]), r[10], r[11], r[12], r[13], r[14], r[15], *r[16:20], owner=owner)
+            )
         return out
 
     def files(self, job_id: int, states: Iterable[FileState] | None = None) -> list[FileRow]:

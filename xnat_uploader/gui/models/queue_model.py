@@ -6,9 +6,12 @@ slots; a progress event changes its own row only (``dataChanged`` over that row'
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from xnat_uploader.core.queue.claims import Owner
 from xnat_uploader.core.queue.store import JobRow, JobState
 from xnat_uploader.core.transfer.base import TransferProgress
 
@@ -41,10 +44,17 @@ def human_duration(seconds: float | None) -> str:
 
 
 class QueueModel(QAbstractTableModel):
-    """Rows in job-id order; fed by set_jobs, update_job, remove_job and update_progress (GUI-thread slots)."""
+    """Rows in job-id order; fed by set_jobs, update_job, remove_job and update_progress (GUI-thread slots).
 
-    def __init__(self, parent: object = None) -> None:
+    ``owned_elsewhere(row)`` names the other live copy of the program sending a job (its row then says so);
+    the default: none. It is asked when a row arrives, not on every paint (it looks at the owner's process):
+    a row whose owner stops changes soon after anyway, when this copy takes the job over.
+    """
+
+    def __init__(self, parent: object = None, owned_elsewhere: Callable[[JobRow], Owner | None] | None = None) -> None:
         super().__init__(parent)  # type: ignore[arg-type]
+        self.owned_elsewhere = owned_elsewhere or (lambda _row: None)
+        self._elsewhere: set[int] = set()  # ids of the rows another copy is sending
         self._rows: list[JobRow] = []
         self._where: dict[int, int] = {}
         self._progress: dict[int, TransferProgress] = {}
@@ -92,6 +102,10 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(row, col)
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == COL_STATE and row.id in self._elsewhere:
+                return self.tr(
+                    "Being sent by another copy of the app. This window leaves it alone: pause or cancel it there."
+                )
             if col == COL_RESULT:
                 return "\n".join(x for x in (row.message, row.hint) if x) or None
             if col == COL_SESSION:
@@ -108,11 +122,16 @@ class QueueModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows = sorted(rows, key=lambda r: r.id)
         self._where = {r.id: i for i, r in enumerate(self._rows)}
+        self._elsewhere = {r.id for r in self._rows if self.owned_elsewhere(r) is not None}
         self._progress = {k: v for k, v in self._progress.items() if k in self._where}
         self.endResetModel()
 
     def update_job(self, row: JobRow) -> None:
         """Add the job or refresh its row."""
+        if self.owned_elsewhere(row) is None:
+            self._elsewhere.discard(row.id)
+        else:
+            self._elsewhere.add(row.id)
         where = self._where.get(row.id)
         if where is None:
             n = len(self._rows)  # ids only grow, so a new job goes last
@@ -133,6 +152,7 @@ class QueueModel(QAbstractTableModel):
         self.beginRemoveRows(QModelIndex(), where, where)
         del self._rows[where]
         self._progress.pop(job_id, None)
+        self._elsewhere.discard(job_id)
         self._where = {r.id: i for i, r in enumerate(self._rows)}
         self.endRemoveRows()
 
@@ -168,6 +188,8 @@ class QueueModel(QAbstractTableModel):
         if col == COL_PROJECT:
             return row.spec.project
         if col == COL_STATE:
+            if row.id in self._elsewhere:
+                return self.tr("Being sent by another copy of the app")
             if p is not None and not row.state.finished and row.state is not JobState.PAUSED:
                 return self._phases.get(p.phase, self._states[row.state])
             return self._states[row.state]
@@ -190,6 +212,8 @@ class QueueModel(QAbstractTableModel):
         return ""
 
     def _colour(self, row: JobRow) -> QColor | None:
+        if row.id in self._elsewhere:
+            return GREY
         if row.state is JobState.DONE:
             return GREEN
         if row.state is JobState.FAILED:

@@ -2,7 +2,8 @@
 
 Actions (buttons, and the same actions in the row's context menu): Pause, Resume, Cancel, Retry, Remove,
 Re-send missing, Open receipt, Details; "Remove finished" clears done and cancelled rows. Every action goes
-to the :class:`~xnat_uploader.gui.upload_controller.UploadController`; nothing here does I/O.
+to the :class:`~xnat_uploader.gui.upload_controller.UploadController`; nothing here does I/O. A job another
+copy of the program is sending is shown, never acted on: only Details and Open receipt are offered for it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class QueuePanel(QWidget):
     def __init__(self, controller: UploadController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.model = QueueModel(self)
+        self.model = QueueModel(self, owned_elsewhere=controller.owned_elsewhere)
         self.model.set_jobs(controller.jobs())
         self.details_box: QMessageBox | None = None
 
@@ -154,14 +155,15 @@ class QueuePanel(QWidget):
 
     def _update_actions(self) -> None:
         job = self.selected_job()
-        state = job.state if job else None
+        elsewhere = job is not None and self.controller.owned_elsewhere(job) is not None
+        state = None if job is None or elsewhere else job.state
         running = state in ACTIVE
         enable = {
             "pause": running,
             "resume": state is JobState.PAUSED,
             "cancel": running or state is JobState.PAUSED,
             "retry": state in (JobState.FAILED, JobState.CANCELLED),
-            "remove": job is not None and not running,
+            "remove": job is not None and not running and not elsewhere,
             "resend": state in (JobState.FAILED, JobState.DONE) and bool(job and job.receipt),
             "receipt": bool(job and job.receipt),
             "details": job is not None,
