@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from xnat_uploader.core.private import private_dir, private_file
-from xnat_uploader.core.queue.guard import GuardedConnection, QueueStoreError
 from xnat_uploader.core.queue.claims import BEAT_EVERY, STALE_AFTER, Claims, Owner
+from xnat_uploader.core.queue.guard import GuardedConnection, QueueStoreError
 
 # 2: files.sop_class and files.transfer_syntax (from the scan, for C-STORE)
 # 3: files.state may be 'dropped' (nothing to migrate; an older program must not open such a queue)
