@@ -23,6 +23,7 @@ from pydicom.uid import UID
 
 from xnat_uploader.core.dicom.index import DicomIndex, SeriesNode, StudyNode, file_key, sorted_series
 from xnat_uploader.core.dicom.records import InstanceRecord
+from xnat_uploader.core.dicom.values import is_valid_uid
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ SERIES_NUMBER_CONFLICT = "series-number-conflict"
 MISSING_STUDY_UID = "missing-study-uid"
 MISSING_SERIES_UID = "missing-series-uid"
 MISSING_SOP_INSTANCE_UID = "missing-sop-instance-uid"
+INVALID_UID = "invalid-uid"
 COMPRESSED = "compressed-transfer-syntax"
 UNKNOWN_TRANSFER_SYNTAX = "unknown-transfer-syntax"
 BURNED_IN = "burned-in-annotation"
@@ -118,6 +120,7 @@ def run_checks(index: DicomIndex, *, compare_content: bool = True) -> list[Findi
     findings += check_duplicates(index, compare_content=compare_content)
     findings += check_series_numbers(index)
     findings += check_missing_uids(index)
+    findings += check_invalid_uids(index)
     findings += check_transfer_syntaxes(index)
     findings += check_burned_in(index)
     findings.sort(key=lambda f: (f.severity.rank, f.code, f.study_uid, f.series_uid, f.paths))
@@ -365,6 +368,38 @@ def check_missing_uids(index: DicomIndex) -> list[Finding]:
             )
         )
     return out
+
+
+def check_invalid_uids(index: DicomIndex) -> list[Finding]:
+    """Files whose study, series or SOP instance UID is not digits and dots (at most 64 characters).
+
+    Such a UID comes from a faulty system or a crafted file. Names the uploads send are built from valid UIDs
+    only (:func:`~xnat_uploader.core.transfer.dicom_zip.arcname`), but XNAT files a session by these values.
+    Empty UIDs are :func:`check_missing_uids`' business.
+    """
+    bad: list[InstanceRecord] = []
+    kinds: set[str] = set()
+    for rec in index.iter_instances():
+        uids = (("study", rec.study_uid), ("series", rec.series_uid), ("SOP instance", rec.sop_instance_uid))
+        wrong = [kind for kind, value in uids if value and not is_valid_uid(value)]
+        if wrong:
+            bad.append(rec)
+            kinds.update(wrong)
+    if not bad:
+        return []
+    n = len(bad)
+    which = ", ".join(k for k in ("study", "series", "SOP instance") if k in kinds)
+    return [
+        Finding(
+            INVALID_UID,
+            Severity.ERROR,
+            f"{_plural(n, 'file')} {_verb(n, 'has', 'have')} an invalid UID ({which}): a DICOM UID is made of digits "
+            "and dots only, at most 64 characters. Such files come from a faulty system or were altered; XNAT may "
+            "refuse them or file them in the wrong place. Leave them out, or have the source export them again.",
+            f"{n} files with an invalid {which} UID",
+            _paths(bad),
+        )
+    ]
 
 
 def check_transfer_syntaxes(index: DicomIndex) -> list[Finding]:
