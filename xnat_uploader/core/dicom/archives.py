@@ -37,6 +37,7 @@ Item = tuple[InstanceRecord | Rejected, int]  # a result and the bytes it accoun
 Opened = tuple[BinaryIO, Callable[[], None]]  # a member's stream, and how to close it (and its archive)
 
 SKIP_CHUNK = 1 << 20  # bytes read at once when reading forward through a member
+DAMAGED_MEMBER = "damaged archive member: its content does not match its checksum"
 DUPLICATE_NAME = "a second archive member with the same name (left out: only one of them could be uploaded)"
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError, RuntimeError, NotImplementedError)
 
@@ -195,6 +196,8 @@ def _member_result(
 def _member_error(exc: BaseException) -> str:
     if isinstance(exc, EOFError | tarfile.ReadError) or "unexpected end" in str(exc):
         return "truncated archive: member ends early"
+    if isinstance(exc, zipfile.BadZipFile) and "CRC" in str(exc):
+        return DAMAGED_MEMBER
     return f"archive member cannot be read ({type(exc).__name__})"
 
 

@@ -13,8 +13,10 @@ Any thread or process may use it; nothing is shared.
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 from collections.abc import Callable
+from typing import BinaryIO
 
 from xnat_uploader.core.dicom.records import InstanceRecord
 from xnat_uploader.core.dicom.rejects import DEFLATED_LE, NotDicom
@@ -61,11 +63,43 @@ class Inflater:
                     if not chunk:
                         self.complete = True  # the file ends before the stream does: the reader says truncated
                         break
-                self.data += self._inflate.decompress(chunk, self._target - len(self.data))
+                self.data += self._inflate.decompress(chunk, min(INPUT_CHUNK * 16, self._target - len(self.data)))
                 if self._inflate.eof:
                     self.complete = True
         except zlib.error as exc:
             raise NotDicom(DAMAGED, self._size) from exc
+
+
+def dataset_start(fh: BinaryIO) -> int | None:
+    """Where the deflate stream of a deflated file begins (after its file meta group); ``None`` for any other file.
+
+    Reads the file meta group only (explicit VR little endian, by the standard), at most 64 elements.
+    """
+    head = fh.read(132)
+    pos = 132 if head[128:132] == b"DICM" else 0
+    fh.seek(pos)
+    syntax = b""
+    for _ in range(64):
+        raw = fh.read(12)
+        if len(raw) < 8:
+            return None
+        group, _element, vr, length = struct.unpack_from("<HH2sH", raw)
+        if group != 2:
+            break
+        size = 8
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UN", b"UT", b"UC", b"UR"):
+            if len(raw) < 12:
+                return None
+            length, size = struct.unpack_from("<L", raw, 8)[0], 12
+        if length > 1 << 16:
+            return None  # not a file meta group we understand: let pydicom judge
+        fh.seek(pos + size)
+        value = fh.read(length)
+        if _element == 0x0010:
+            syntax = value
+        pos += size + length
+        fh.seek(pos)
+    return pos if syntax.rstrip(b"\0 ") == DEFLATED_LE.encode() else None
 
 
 def read_inflated(inflater: Inflater, size: int, path: str, member: str) -> InstanceRecord:

@@ -40,10 +40,13 @@ def referenced_files(dicomdir: str) -> References:
     """
     from pydicom import dcmread  # only when a DICOMDIR is found
 
+    from xnat_uploader.core.dicom.fallback import WatchedFile
+
     root = os.path.dirname(os.path.abspath(dicomdir))
     real_root = real(root)
-    with quiet_pydicom():
-        ds = dcmread(dicomdir)
+    with open(dicomdir, "rb") as fh, quiet_pydicom():
+        # Watched: a damaged length in the DICOMDIR must not make pydicom allocate gigabytes.
+        ds = dcmread(WatchedFile(fh, os.fstat(fh.fileno()).st_size), force=True)  # type: ignore[arg-type]
         records = list(ds.get("DirectoryRecordSequence") or [])
         ids = [rec.get("ReferencedFileID") for rec in records]
     refs = References()

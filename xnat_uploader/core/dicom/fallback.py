@@ -5,7 +5,7 @@ conversions as the fast reader's (:mod:`.values`), so both paths give identical 
 
 pydicom with ``force=True`` reads a cut file without complaint: a value longer than what is left is read
 short, an element it skips is skipped past the end. The file object pydicom reads is watched for both
-(:class:`_Watched`), and the pixel data's length is compared with what is left, so a truncated file is
+(:class:`WatchedFile`), and the pixel data's length is compared with what is left, so a truncated file is
 refused here with the fast reader's reasons.
 
 Any thread or process may call it.
@@ -60,8 +60,12 @@ class RanPastEnd(NotDicom):
         super().__init__(TRUNCATED_HEADER, size)
 
 
-class _Watched:
-    """The file object as pydicom sees it, noting a read cut short or a seek past the end (a truncated file)."""
+class WatchedFile:
+    """A file object as pydicom sees it, noting a read cut short or a seek past the end (a truncated file).
+
+    A read never asks for more than what is left: a damaged length (4 GB, say) would otherwise make the
+    buffered reader allocate that much before finding the file shorter.
+    """
 
     def __init__(self, fileobj: BinaryIO, size: int) -> None:
         self._f = fileobj
@@ -70,8 +74,9 @@ class _Watched:
 
     def read(self, n: int = -1) -> bytes:
         start = self._f.tell()
-        data = self._f.read(n)
-        if n >= 0 and len(data) < n and _PREAMBLE <= start < self.size:
+        left = max(0, self.size - start)
+        data = self._f.read(left if n is None or n < 0 or n > left else n)
+        if n is not None and n >= 0 and len(data) < n and _PREAMBLE <= start < self.size:
             self.past_end = True
         return data
 
@@ -96,7 +101,7 @@ def read_with_pydicom(
     file meta (:mod:`.deflated`); ``complete`` False means those bytes are only the dataset's beginning:
     running past them raises :class:`RanPastEnd` instead of calling the file truncated.
     """
-    watched = _Watched(fileobj, size if stream_size is None else stream_size)
+    watched = WatchedFile(fileobj, size if stream_size is None else stream_size)
     try:
         with v.quiet_pydicom():
             ds = dcmread(watched, stop_before_pixels=True, specific_tags=PYDICOM_TAGS, force=True)  # type: ignore[arg-type]
@@ -159,7 +164,7 @@ def read_with_pydicom(
         raise NotDicom(f"unreadable DICOM header ({type(exc).__name__})", size) from exc
 
 
-def _check_pixels(watched: _Watched, ds: object, size: int) -> None:
+def _check_pixels(watched: WatchedFile, ds: object, size: int) -> None:
     """pydicom stopped at the pixel data's tag (or the end): its declared length must fit in what is left."""
     pos = watched.tell()
     head = watched.read(12)

@@ -264,10 +264,10 @@ def _read_deflated(read_at: ReadAt, size: int, start: int, path: str, member: st
 
     inflater = deflated.Inflater(read_at, start, size)
     while True:
-        data = bytes(inflater.data)
+        data = inflater.data
         try:
             return _read_dataset(
-                functools.partial(_slice, data), len(data), data[:_FIRST_READ], 0, 0, DEFLATED_LE,
+                functools.partial(_slice, data), len(data), _slice(data, 0, _FIRST_READ), 0, 0, DEFLATED_LE,
                 path, member, open_end=not inflater.complete, reported_size=size,
             )  # fmt: skip
         except _NeedMore:
@@ -276,8 +276,9 @@ def _read_deflated(read_at: ReadAt, size: int, start: int, path: str, member: st
             return deflated.read_inflated(inflater, size, path, member)
 
 
-def _slice(data: bytes, pos: int, n: int) -> bytes:
-    return data[pos : pos + n]
+def _slice(data: bytearray, pos: int, n: int) -> bytes:
+    """``n`` bytes at ``pos`` of the inflated data, as ``bytes`` (values are kept and hashed)."""
+    return bytes(memoryview(data)[pos : pos + n])
 
 
 class _NeedMore(Exception):
