@@ -51,8 +51,9 @@ class MemberStream(io.RawIOBase):
     stay inside the buffer. One thread at a time.
     """
 
-    def __init__(self, opener: Callable[[], Opened], size: int, first: Opened | None = None) -> None:
+    def __init__(self, opener: Callable[[], Opened], size: int, first: Opened | None = None, name: str = "") -> None:
         super().__init__()
+        self.name = name  # as a file's (pydicom reads it from a buffered reader); the member's name, never a path
         self._opener = opener
         self._size = size
         self._fh, self._close = first if first is not None else opener()
@@ -109,7 +110,7 @@ def open_member(path: str, member: str) -> BinaryIO:
     """
     if zipfile.is_zipfile(path):
         info = _zip_info(path, member)
-        return io.BufferedReader(MemberStream(lambda: _open_zip(path, info), info.file_size), 1 << 16)
+        return io.BufferedReader(MemberStream(lambda: _open_zip(path, info), info.file_size, name=member), 1 << 16)
     with tarfile.open(path) as archive:
         try:
             info = archive.getmember(member)
@@ -117,7 +118,7 @@ def open_member(path: str, member: str) -> BinaryIO:
             raise FileNotFoundError(f"{member} is not a file in {path}") from None
     if not info.isfile():
         raise FileNotFoundError(f"{member} is not a file in {path}")
-    return io.BufferedReader(MemberStream(lambda: _open_tar(path, info), info.size), 1 << 16)
+    return io.BufferedReader(MemberStream(lambda: _open_tar(path, info), info.size, name=member), 1 << 16)
 
 
 def _zip_info(path: str, member: str) -> zipfile.ZipInfo:
