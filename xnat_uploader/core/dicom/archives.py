@@ -9,8 +9,8 @@ front to back.
 
 A member's name is only ever a name: it is looked up in its archive (:func:`open_member`), shown to the
 user, and never joined to a folder or used to create a file, whatever ``..`` or ``/`` it holds. Two
-members with the same name are ambiguous (which one an upload would read depends on the archive library),
-so the second is reported and left out.
+members with the same name are ambiguous: the first is the one scanned and sent, the second is reported and
+left out.
 
 Called by :mod:`.scan` on the scanning thread; ``cancel`` is checked between members.
 """
@@ -111,22 +111,20 @@ def open_member(path: str, member: str) -> BinaryIO:
     if zipfile.is_zipfile(path):
         info = _zip_info(path, member)
         return io.BufferedReader(MemberStream(lambda: _open_zip(path, info), info.file_size, name=member), 1 << 16)
-    with tarfile.open(path) as archive:
-        try:
-            info = archive.getmember(member)
-        except KeyError:
-            raise FileNotFoundError(f"{member} is not a file in {path}") from None
-    if not info.isfile():
+    with tarfile.open(path) as archive:  # the first member of that name, as the scan (getmember gives the last)
+        info = next((i for i in archive if i.name == member and i.isfile()), None)
+    if info is None:
         raise FileNotFoundError(f"{member} is not a file in {path}")
     return io.BufferedReader(MemberStream(lambda: _open_tar(path, info), info.size, name=member), 1 << 16)
 
 
 def _zip_info(path: str, member: str) -> zipfile.ZipInfo:
+    """The first member of that name, the one the scan read (``getinfo`` would give the last)."""
     with zipfile.ZipFile(path) as archive:
-        try:
-            return archive.getinfo(member)
-        except KeyError:
-            raise FileNotFoundError(f"{member} is not a file in {path}") from None
+        for info in archive.infolist():
+            if info.filename == member:
+                return info
+    raise FileNotFoundError(f"{member} is not a file in {path}")
 
 
 def _open_zip(path: str, info: zipfile.ZipInfo) -> Opened:

@@ -290,16 +290,20 @@ def sha256_many(records: Iterable[InstanceRecord]) -> dict[str, str]:
     for archive, wanted in members.items():
         try:
             if zipfile.is_zipfile(archive):
+                # The first member of a name, as the scan and the uploads read it (archives.open_member).
                 with zipfile.ZipFile(archive) as z:
-                    for name in wanted & set(z.namelist()):
-                        with z.open(name) as f:
-                            out[file_key(archive, name)] = _hash_stream(f)
+                    for zinfo in z.infolist():
+                        key = file_key(archive, zinfo.filename)
+                        if zinfo.filename in wanted and key not in out:
+                            with z.open(zinfo) as f:
+                                out[key] = _hash_stream(f)
             else:
                 with tarfile.open(archive) as t:
                     for info in t:
+                        key = file_key(archive, info.name)
                         member = t.extractfile(info) if info.name in wanted and info.isfile() else None
-                        if member is not None:
-                            out[file_key(archive, info.name)] = _hash_stream(member)
+                        if member is not None and key not in out:
+                            out[key] = _hash_stream(member)
         except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
             logger.warning("Cannot read an archive to compare duplicates: %s", type(exc).__name__)
     return out
