@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QTreeView
 
-from xnat_uploader.core.dicom.checks import Finding, Severity
+from xnat_uploader.core.dicom.checks import INVALID_UID, Finding, Severity, run_checks
 from xnat_uploader.core.dicom.index import DicomIndex, PatientNode, SeriesNode
 from xnat_uploader.core.dicom.records import InstanceRecord, Rejected
 from xnat_uploader.core.exam import ExamItem
@@ -202,3 +203,17 @@ def test_other_files_node_takes_its_files_out_of_problems(qtbot, qtmodeltester, 
     assert model.data(model.index(model.rowCount() - 1, 0)) == "Problems (4)"
     no_tester_failures(qtlog)
     qtmodeltester.check(model, force_py=True)
+
+
+def test_an_invalid_uid_is_shown_under_problems(qtbot):
+    index = DicomIndex()
+    model = DicomTreeModel(index)
+    good = records(patients=1, studies=1, series=1, instances=2)
+    evil = replace(good[1], path="/data/evil.dcm", sop_instance_uid="../../../../x/evil")
+    model.apply(index.add([good[0], evil]))
+    findings = [f for f in run_checks(index, compare_content=False) if f.code == INVALID_UID]
+    model.set_findings(findings)
+    problems = model.index(model.rowCount() - 1, 0)
+    assert model.data(problems) == "Problems (1)"
+    shown = model.data(model.index(0, 0, problems))
+    assert "invalid UID (SOP instance)" in shown

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
+from tests.dicomgen import write_corpus, write_one
+from xnat_uploader.core.dicom.index import build_index
+from xnat_uploader.core.dicom.scan import scan_paths
 from xnat_uploader.core.queue.runner import TRANSPORTS
 from xnat_uploader.core.queue.store import JobState
 from xnat_uploader.core.settings import ServerEntry, Settings
@@ -186,3 +189,30 @@ def test_a_series_the_projects_filter_will_drop_is_named_before_the_upload(qtbot
     form.refresh_button.click()  # read the server's listings (and filters) again
     qtbot.waitUntil(lambda: _ready(form), timeout=10000)
     assert not form.warning_label.isVisible()
+
+
+def test_files_without_a_study_uid_are_left_out_and_never_block_the_others(qtbot, sandbox, make_controller, tmp_path):
+    controller = make_controller()
+    controller.connect(sandbox.url, "admin", "admin")
+    write_corpus(tmp_path / "src", patients=1, studies_per_patient=1, series_per_study=1, instances_per_series=2)
+    write_one(tmp_path / "src" / "no_study.dcm", seed=5, StudyInstanceUID=None)
+    result = scan_paths([tmp_path / "src"], workers=1)
+    index = build_index(result.instances, result.rejected)
+    form = _form(qtbot, controller, index)
+    assert form.upload_button.isEnabled()
+    assert form.upload_button.text() == "Upload 1 session"
+    assert not form.study_table.isVisible()  # one study to send: the single-study form
+    assert form.warning_label.isVisible()
+    assert "1 selected file(s) will be left out: they have no StudyInstanceUID" in form.warning_label.text()
+    assert form.warning_label.toolTip() == str(tmp_path / "src" / "no_study.dcm")
+    with qtbot.waitSignal(form.upload_requested) as sent:
+        qtbot.mouseClick(form.upload_button, Qt.MouseButton.LeftButton)
+    plan = sent.args[0].plan
+    assert [len(j.files) for j in plan.jobs] == [2]
+    assert [i.record.path for i in plan.left_out] == [str(tmp_path / "src" / "no_study.dcm")]
+
+    # Only such files ticked: nothing can go, and the form says why.
+    lone = next(s for s in index.iter_studies() if not s.uid)
+    form.set_index(index, {lone.series[0].uid})
+    assert not form.upload_button.isEnabled()
+    assert "None of the selected files can be uploaded" in form.reason_label.text()

@@ -2,7 +2,8 @@
 
 Jobs go through the persistent queue (in the data dir), so an upload interrupted by a crash, a
 kill or Ctrl-C continues with ``xnat-uploader upload --resume``, sending only what was not
-acknowledged. Exit 0 when every job ended verified, 1 when one failed, 2 for bad input.
+acknowledged. Exit 0 when every job ended verified, 1 when one failed, 2 for bad input, 3 when every job ended
+verified but some selected files were left out (no StudyInstanceUID: no XNAT session can take them; they are listed).
 
 A job is sent by one process at a time: new jobs are claimed as they are queued, and ``--resume`` skips
 (and says so) the jobs another live copy of the program is sending; it takes over those whose copy stopped.
@@ -37,7 +38,7 @@ from xnat_uploader.core.attach import OPT_RESOURCE_OVERWRITE
 from xnat_uploader.core.credentials import CredentialStore
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.exam import assign_exam_items, find_exam_items
-from xnat_uploader.core.plan import Existing, Plan, Target, enqueue, existing_on_server, plan_jobs
+from xnat_uploader.core.plan import Existing, LeftOut, Plan, Target, enqueue, existing_on_server, plan_jobs
 from xnat_uploader.core.queue.claims import JobOwnedElsewhere
 from xnat_uploader.core.queue.runner import JobControl, run_job
 from xnat_uploader.core.queue.store import JobState, QueueStore
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2
+EXIT_LEFT_OUT = 3  # done, but files that no session can take were left out (listed on stderr and in --json)
 DEFAULT_WORKERS = {"zip": 4, "gradual": 8, "cstore": 4}
 
 
@@ -195,13 +197,15 @@ def run(args: argparse.Namespace) -> int:
                     )
                 )
             job_ids = _resumable(store, server_url, user) if args.resume else []
+            left_out: list[LeftOut] = []
             if args.paths:
                 planned = _plan(args, client, store, on_existing)
                 if planned is None:
                     return EXIT_BAD_INPUT
+                left_out = planned.left_out
                 if args.dry_run:
                     _print_plan(planned, args.json)
-                    return EXIT_OK
+                    return EXIT_LEFT_OUT if left_out else EXIT_OK
                 opts = {"workers": workers, OPT_OVERWRITE: on_existing.value, **xnat_params.to_options(),
                         "destination": args.destination or "prearchive",
                         "direct_archive": args.destination == "direct", "batch_files": args.batch_files,
@@ -215,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
                     enqueue(store, job, server_url=server_url, user=user, mode=args.mode, options=opts, claim=True)
                     for job in planned.jobs
                 ]
-            return _run_jobs(store, job_ids, client, args)
+            return _run_jobs(store, job_ids, client, args, left_out)
     except UserError as exc:
         return report(exc, "Upload")
     finally:
@@ -298,6 +302,7 @@ def _plan(
     for job in plan.jobs:  # e.g. the series the project's series import filter will drop
         for warning in job.warnings:
             print(f"Warning ({job.session_label}): {warning}", file=sys.stderr)
+    _print_left_out(plan.left_out)
     if not plan.ok:
         for problem in plan.problems:
             print(f"Error: {problem}", file=sys.stderr)
@@ -311,6 +316,23 @@ def _plan(
     return plan
 
 
+def _print_left_out(left_out: list[LeftOut], limit: int = 20) -> None:
+    """Files the upload leaves out, grouped by reason (the first ``limit`` of each named)."""
+    by_reason: dict[str, list[str]] = {}
+    for item in left_out:
+        by_reason.setdefault(item.reason, []).append(item.record.display_path)
+    for reason, shown in by_reason.items():
+        print(f"Left out {len(shown)} file(s): {reason}.", file=sys.stderr)
+        for path in shown[:limit]:
+            print(f"  {path}", file=sys.stderr)
+        if len(shown) > limit:
+            print(f"  ... and {len(shown) - limit} more", file=sys.stderr)
+
+
+def _left_out_rows(left_out: list[LeftOut]) -> list[dict[str, str]]:
+    return [{"path": i.record.path, "member": i.record.member, "reason": i.reason} for i in left_out]
+
+
 def _print_plan(plan: Plan, as_json: bool) -> None:
     rows = [
         {"project": j.project, "subject": j.subject, "session": j.session_label, "study_uid": j.study_uid,
@@ -321,7 +343,7 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
         for j in plan.jobs
     ]  # fmt: skip
     if as_json:
-        print(json.dumps({"plan": rows}, indent=1))
+        print(json.dumps({"plan": rows, "left_out": _left_out_rows(plan.left_out)}, indent=1))
         return
     for r in rows:
         print(f"{r['project']}/{r['subject']}/{r['session']}: {r['files']:,} files, {human_bytes(r['bytes'])}")
@@ -332,7 +354,9 @@ def _print_plan(plan: Plan, as_json: bool) -> None:
             print(f"  - {name}: {d['files']} of {d['total']} file(s) will be dropped by {d['reason']}")
 
 
-def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient | None, args: argparse.Namespace) -> int:
+def _run_jobs(
+    store: QueueStore, job_ids: list[int], client: XnatClient | None, args: argparse.Namespace, left_out: list[LeftOut]
+) -> int:
     receipts_dir = paths.ensure(paths.data_dir() / "receipts")
     receipts = []
     worst = EXIT_OK
@@ -362,7 +386,10 @@ def _run_jobs(store: QueueStore, job_ids: list[int], client: XnatClient | None, 
         if state is not JobState.DONE:
             worst = EXIT_FAIL
     if args.json:
-        print(json.dumps({"receipts": receipts}, indent=1))
+        print(json.dumps({"receipts": receipts, "left_out": _left_out_rows(left_out)}, indent=1))
+    if left_out and worst == EXIT_OK:
+        print(f"Done; {len(left_out)} file(s) left out (listed above).", file=sys.stderr)
+        return EXIT_LEFT_OUT
     return worst
 
 

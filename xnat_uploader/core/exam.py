@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from xnat_uploader.core.attach import MISC
 from xnat_uploader.core.dicom.index import DicomIndex
 from xnat_uploader.core.dicom.rejects import DICOMDIR_REASON
+from xnat_uploader.core.dicom.walk import OUTSIDE_LINK
 from xnat_uploader.core.plan import Plan, make_label
 from xnat_uploader.core.transfer.folders import folder_files, inside, is_junk
 
@@ -109,7 +110,7 @@ def find_exam_items(roots: Iterable[str], index: DicomIndex) -> list[ExamItem]:
 
 def _broken(reason: str) -> bool:
     """Broken DICOM, an unreadable file or a damaged archive: shown as a problem, never attached."""
-    return not reason.startswith((_OTHER_FILE, _EMPTY)) and reason != DICOMDIR_REASON
+    return not reason.startswith((_OTHER_FILE, _EMPTY)) and reason not in (DICOMDIR_REASON, OUTSIDE_LINK)
 
 
 def _archive_without_dicom(norm: str, index: DicomIndex) -> bool:

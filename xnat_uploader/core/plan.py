@@ -117,10 +117,22 @@ class PlannedJob:
         return not self.problems
 
 
+NO_STUDY_UID = "no StudyInstanceUID: XNAT cannot place this file in a session (left out of the upload)"
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A selected file the upload leaves out, and why in plain words (it never stops the other files)."""
+
+    record: InstanceRecord
+    reason: str
+
+
 @dataclass
 class Plan:
     jobs: list[PlannedJob]
     problems: list[str] = field(default_factory=list)  # problems of the whole plan (e.g. no project)
+    left_out: list[LeftOut] = field(default_factory=list)  # selected files no session can take
 
     @property
     def ok(self) -> bool:
@@ -148,7 +160,11 @@ def plan_jobs(
     existing: Existing | None = None,
     selected_series: Iterable[str] | None = None,
 ) -> Plan:
-    """One job per selected study. ``selected_series`` (SeriesInstanceUIDs) limits what is sent."""
+    """One job per selected study. ``selected_series`` (SeriesInstanceUIDs) limits what is sent.
+
+    Files no XNAT session can take (no StudyInstanceUID) are listed in ``left_out`` with the reason; they
+    never stop the studies that can go.
+    """
     existing = existing or Existing()
     chosen = set(selected_series) if selected_series is not None else None
     plan = Plan(jobs=[])
@@ -160,9 +176,10 @@ def plan_jobs(
     merge = choice in (OnExisting.ADD, OnExisting.REPLACE)
 
     studies = _selected_studies(index, chosen)
-    if target.session and len(studies) > 1 and not target.per_study:
+    placeable = [uid for uid in studies if uid]
+    if target.session and len(placeable) > 1 and not target.per_study:
         plan.problems.append(
-            f"{len(studies)} studies are selected but one session label was given: each study becomes its own "
+            f"{len(placeable)} studies are selected but one session label was given: each study becomes its own "
             "XNAT session. Leave the session label empty to take labels from the headers, or set one per study."
         )
     taken = {x.lower() for x in existing.archive | existing.prearchive | existing.queue}
@@ -171,6 +188,10 @@ def plan_jobs(
         files, duplicates = one_per_instance(
             rec for node in nodes for series in node.series if _wanted(series.uid, chosen) for rec in series.instances
         )
+        if not uid:
+            plan.left_out += [LeftOut(rec, NO_STUDY_UID) for rec in files]
+            plan.left_out += [LeftOut(copy, NO_STUDY_UID) for copy, _ in duplicates]
+            continue
         first = nodes[0]
         subject, session = target.per_study.get(uid, (target.subject, target.session))
         subject = subject or default_subject(first)
@@ -198,7 +219,13 @@ def plan_jobs(
         planned_labels[session.lower()] = uid
         plan.jobs.append(job)
     if not plan.jobs and not plan.problems:
-        plan.problems.append("Nothing selected: tick at least one series.")
+        if plan.left_out:
+            plan.problems.append(
+                "None of the selected files can be uploaded: they have no StudyInstanceUID, which XNAT needs to "
+                "place them in a session."
+            )
+        else:
+            plan.problems.append("Nothing selected: tick at least one series.")
     return plan
 
 
@@ -242,8 +269,6 @@ def _check_job(job: PlannedJob, existing: Existing, merge: bool, planned: Mappin
         problem = label_problem(value, what)
         if problem:
             job.problems.append(problem)
-    if not job.study_uid:
-        job.problems.append("These files have no StudyInstanceUID: XNAT cannot place them in a session.")
     if not job.files:
         job.problems.append("No files selected in this study.")
     other = planned.get(job.session_label.lower())

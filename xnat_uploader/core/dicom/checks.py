@@ -23,6 +23,7 @@ from pydicom.uid import UID
 
 from xnat_uploader.core.dicom.index import DicomIndex, SeriesNode, StudyNode, file_key, sorted_series
 from xnat_uploader.core.dicom.records import InstanceRecord
+from xnat_uploader.core.dicom.values import is_valid_uid
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ SERIES_NUMBER_CONFLICT = "series-number-conflict"
 MISSING_STUDY_UID = "missing-study-uid"
 MISSING_SERIES_UID = "missing-series-uid"
 MISSING_SOP_INSTANCE_UID = "missing-sop-instance-uid"
+INVALID_UID = "invalid-uid"
 COMPRESSED = "compressed-transfer-syntax"
 UNKNOWN_TRANSFER_SYNTAX = "unknown-transfer-syntax"
 BURNED_IN = "burned-in-annotation"
@@ -118,6 +120,7 @@ def run_checks(index: DicomIndex, *, compare_content: bool = True) -> list[Findi
     findings += check_duplicates(index, compare_content=compare_content)
     findings += check_series_numbers(index)
     findings += check_missing_uids(index)
+    findings += check_invalid_uids(index)
     findings += check_transfer_syntaxes(index)
     findings += check_burned_in(index)
     findings.sort(key=lambda f: (f.severity.rank, f.code, f.study_uid, f.series_uid, f.paths))
@@ -288,16 +291,20 @@ def sha256_many(records: Iterable[InstanceRecord]) -> dict[str, str]:
     for archive, wanted in members.items():
         try:
             if zipfile.is_zipfile(archive):
+                # The first member of a name, as the scan and the uploads read it (archives.open_member).
                 with zipfile.ZipFile(archive) as z:
-                    for name in wanted & set(z.namelist()):
-                        with z.open(name) as f:
-                            out[file_key(archive, name)] = _hash_stream(f)
+                    for zinfo in z.infolist():
+                        key = file_key(archive, zinfo.filename)
+                        if zinfo.filename in wanted and key not in out:
+                            with z.open(zinfo) as f:
+                                out[key] = _hash_stream(f)
             else:
                 with tarfile.open(archive) as t:
                     for info in t:
+                        key = file_key(archive, info.name)
                         member = t.extractfile(info) if info.name in wanted and info.isfile() else None
-                        if member is not None:
-                            out[file_key(archive, info.name)] = _hash_stream(member)
+                        if member is not None and key not in out:
+                            out[key] = _hash_stream(member)
         except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
             logger.warning("Cannot read an archive to compare duplicates: %s", type(exc).__name__)
     return out
@@ -366,6 +373,38 @@ def check_missing_uids(index: DicomIndex) -> list[Finding]:
             )
         )
     return out
+
+
+def check_invalid_uids(index: DicomIndex) -> list[Finding]:
+    """Files whose study, series or SOP instance UID is not digits and dots (at most 64 characters).
+
+    Such a UID comes from a faulty system or a crafted file. Names the uploads send are built from valid UIDs
+    only (:func:`~xnat_uploader.core.transfer.dicom_zip.arcname`), but XNAT files a session by these values.
+    Empty UIDs are :func:`check_missing_uids`' business.
+    """
+    bad: list[InstanceRecord] = []
+    kinds: set[str] = set()
+    for rec in index.iter_instances():
+        uids = (("study", rec.study_uid), ("series", rec.series_uid), ("SOP instance", rec.sop_instance_uid))
+        wrong = [kind for kind, value in uids if value and not is_valid_uid(value)]
+        if wrong:
+            bad.append(rec)
+            kinds.update(wrong)
+    if not bad:
+        return []
+    n = len(bad)
+    which = ", ".join(k for k in ("study", "series", "SOP instance") if k in kinds)
+    return [
+        Finding(
+            INVALID_UID,
+            Severity.ERROR,
+            f"{_plural(n, 'file')} {_verb(n, 'has', 'have')} an invalid UID ({which}): a DICOM UID is made of digits "
+            "and dots only, at most 64 characters. Such files come from a faulty system or were altered; XNAT may "
+            "refuse them or file them in the wrong place. Leave them out, or have the source export them again.",
+            f"{n} files with an invalid {which} UID",
+            _paths(bad),
+        )
+    ]
 
 
 def check_transfer_syntaxes(index: DicomIndex) -> list[Finding]:

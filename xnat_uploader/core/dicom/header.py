@@ -10,13 +10,19 @@ It reads a file: call it from a worker thread, never the GUI thread.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import pydicom
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import read_dataset
 
+from xnat_uploader.core.dicom import deflated
+from xnat_uploader.core.dicom.rejects import NotDicom
 from xnat_uploader.core.transfer.base import open_source
 
 MAX_VALUE = 200  # characters of a value shown; the rest is cut with an ellipsis
@@ -50,13 +56,36 @@ def read_header(path: str, member: str = "") -> list[HeaderRow]:
     Reads the file: worker threads only.
     """
     with open_source(path, member) as fh:
-        ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+        ds = _read(fh)
     rows: list[HeaderRow] = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         rows.extend(_rows(meta, 0))
     rows.extend(_rows(ds, 0))
     return rows
+
+
+def _read(fh: BinaryIO) -> Dataset:
+    """pydicom's reading of the header. A deflated dataset is inflated only up to :data:`deflated.MAX_INFLATED`
+    (pydicom would unpack it whole, and a small file can unpack to gigabytes in the window's process)."""
+    start = deflated.dataset_start(fh)
+    fh.seek(0)
+    if start is None:
+        return pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+    meta = fh.read(start)
+
+    def read_at(pos: int, n: int) -> bytes:
+        fh.seek(pos)
+        return fh.read(n)
+
+    inflater = deflated.Inflater(read_at, start, sys.maxsize)
+    with contextlib.suppress(NotDicom):  # the cap: show what fits
+        while not inflater.complete:
+            inflater.more()
+    ds = pydicom.dcmread(io.BytesIO(bytes(inflater.data)), stop_before_pixels=True, force=True)
+    offset = 132 if meta[128:132] == b"DICM" else 0
+    ds.file_meta = FileMetaDataset(read_dataset(io.BytesIO(meta[offset:]), False, True))
+    return ds
 
 
 def _rows(ds: Dataset, depth: int) -> Iterator[HeaderRow]:

@@ -16,6 +16,7 @@ All functions may be called from any thread or process; they never write.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -114,6 +115,8 @@ _ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\
 _FIRST_READ = 8192  # one read covers the header of nearly every file before group 0x0028
 _PIXEL_PHASE_READS = 64  # reads allowed past group 0x0028 to reach the pixels (Siemens CSA headers need ~4)
 _UNDEFINED = 0xFFFFFFFF
+MAX_VALUE = 1 << 20  # a wanted header value (a name, a UID) longer than this is not a real one
+HUGE_VALUE = "damaged DICOM header: a field is far longer than DICOM allows"
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _VRS = _LONG_VRS | {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN", b"SH"}
 _VRS |= {b"SL", b"SQ", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
@@ -141,25 +144,40 @@ def read_file(path: str) -> InstanceRecord:
     """
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            raise NotDicom("empty file (0 bytes)", 0)
-        head = f.read(_FIRST_READ)
+        return _read_handle(f, size, path, "", sequential=False)
 
-        def read_at(pos: int, n: int) -> bytes:
-            f.seek(pos)
-            return f.read(n)
 
-        try:
-            return _read(read_at, size, head, path, "")
-        except _Fallback:
-            pass
-        f.seek(0)
-        # pydicom reads in many small pieces: buffer them (the file object itself is unbuffered).
-        return _read_with_pydicom(io.BufferedReader(f, 65536), size, path, "")
+def read_stream(fileobj: BinaryIO, size: int, path: str, member: str) -> InstanceRecord:
+    """Read the header of a file that is read front to back, such as an archive member, never holding it whole.
+
+    ``fileobj`` must be seekable, but backward seeks may be slow (a compressed member is decompressed again),
+    so the reader walks forward only: it reads the header, then at most its way to the pixel data. Same
+    rules and errors as :func:`read_file`.
+    """
+    return _read_handle(fileobj, size, path, member, sequential=True)
+
+
+def _read_handle(f: BinaryIO, size: int, path: str, member: str, *, sequential: bool) -> InstanceRecord:
+    if size == 0:
+        raise NotDicom("empty file (0 bytes)", 0)
+    head = f.read(_FIRST_READ)
+
+    def read_at(pos: int, n: int) -> bytes:
+        f.seek(pos)
+        return f.read(n)
+
+    try:
+        return _read(read_at, size, head, path, member, sequential)
+    except _Fallback:
+        pass
+    f.seek(0)
+    # pydicom reads in many small pieces: buffer them when the file object itself is unbuffered.
+    buffered = io.BufferedReader(f, 65536) if isinstance(f, io.RawIOBase) else f
+    return _read_with_pydicom(buffered, size, path, member)
 
 
 def read_bytes(data: bytes, path: str, member: str = "") -> InstanceRecord:
-    """Read the header of a DICOM file held in memory (an archive member). Same rules as :func:`read_file`."""
+    """Read the header of a DICOM file held in memory. Same rules as :func:`read_file`."""
     size = len(data)
     if size == 0:
         raise NotDicom("empty file (0 bytes)", 0)
@@ -174,8 +192,11 @@ def read_bytes(data: bytes, path: str, member: str = "") -> InstanceRecord:
         return _read_with_pydicom(io.BytesIO(data), size, path, member)
 
 
-def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> InstanceRecord:
-    """The fast path. Raises NotDicom, or _Fallback when pydicom must decide."""
+def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str, sequential: bool = False) -> InstanceRecord:
+    """The fast path. Raises NotDicom, or _Fallback when pydicom must decide.
+
+    ``sequential``: reads go forward only (a stream): see :func:`_check_encapsulated`.
+    """
     if len(head) >= 132 and head[128:132] == b"DICM":
         pos = 132
     elif len(head) >= 8 and head[1] == 0 and head[0] in (2, 8) and head[2:4] != b"\xff\xff":
@@ -215,6 +236,8 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
         if end > size:
             raise NotDicom(TRUNCATED_HEADER, size)
         if key in (K_TS, K_MEDIA_CLASS):
+            if length > MAX_VALUE:
+                raise NotDicom(HUGE_VALUE, size)
             if end - base > len(buf):
                 buf, base, i = read_at(pos, hdr + length), pos, 0
             raw = bytes(buf[i + hdr : i + hdr + length])
@@ -226,6 +249,60 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
 
     if media_class == DICOMDIR_SOP_CLASS:
         raise IsDicomdir(size)
+    if ts == DEFLATED_LE:
+        return _read_deflated(read_at, size, pos, path, member)
+    return _read_dataset(read_at, size, buf, base, pos, ts, path, member, sequential=sequential)
+
+
+def _read_deflated(read_at: ReadAt, size: int, start: int, path: str, member: str) -> InstanceRecord:
+    """A deflated dataset: inflate only as much as the header needs, never more than :data:`deflated.MAX_INFLATED`.
+
+    The inflated bytes are an explicit VR little endian dataset, walked by the same loop; what lies beyond
+    the inflated part (the pixel data, usually) is never inflated, so its completeness is not checked.
+    """
+    from xnat_uploader.core.dicom import deflated
+
+    inflater = deflated.Inflater(read_at, start, size)
+    while True:
+        data = inflater.data
+        try:
+            return _read_dataset(
+                functools.partial(_slice, data), len(data), _slice(data, 0, _FIRST_READ), 0, 0, DEFLATED_LE,
+                path, member, open_end=not inflater.complete, reported_size=size,
+            )  # fmt: skip
+        except _NeedMore:
+            inflater.more()  # raises NotDicom once the cap is reached
+        except _Fallback:
+            return deflated.read_inflated(inflater, size, path, member)
+
+
+def _slice(data: bytearray, pos: int, n: int) -> bytes:
+    """``n`` bytes at ``pos`` of the inflated data, as ``bytes`` (values are kept and hashed)."""
+    return bytes(memoryview(data)[pos : pos + n])
+
+
+class _NeedMore(Exception):
+    """Internal: the header goes on beyond the bytes inflated so far."""
+
+
+def _read_dataset(
+    read_at: ReadAt, size: int, buf: bytes, base: int, pos: int, ts: str | None, path: str, member: str, *,
+    sequential: bool = False, open_end: bool = False, reported_size: int | None = None,
+) -> InstanceRecord:  # fmt: skip
+    """Walk the dataset from ``pos`` (after the file meta group) and build the record.
+
+    ``open_end``: the bytes go on beyond ``size`` (a part of an inflated dataset): running past it raises
+    :class:`_NeedMore` while the header is not complete, and ends the walk once it is. ``reported_size`` is the
+    file's size for the record and the reasons (the size of the bytes walked when not given).
+    """
+    file_size = size if reported_size is None else reported_size
+
+    def past_end(header_done: bool, reason: str) -> None:
+        """Running past the bytes we have: truncated, or (open end) more to inflate, or the walk is over."""
+        if not open_end:
+            raise NotDicom(reason, file_size)
+        if not header_done:
+            raise _NeedMore
 
     # Transfer syntax -> encoding, with pydicom's rules (filereader.read_partial).
     if pos + 6 <= size:
@@ -242,7 +319,7 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
                 raise _Fallback  # big endian guessed
         elif ts == IMPLICIT_LE:
             implicit = True
-        elif ts in (EXPLICIT_BE, DEFLATED_LE) or ts in _private_syntaxes():
+        elif ts == EXPLICIT_BE or ts in _private_syntaxes():
             raise _Fallback
         else:
             implicit = False  # explicit VR LE and every encapsulated syntax
@@ -268,9 +345,10 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
         i = pos - base
         if i + 12 > blen:
             if pos + 8 > size:
-                if pos == size and depth == 0:
+                if pos == size and depth == 0 and not open_end:
                     break  # clean end of file
-                raise NotDicom(TRUNCATED_HEADER, size)
+                past_end(header_done, TRUNCATED_HEADER)
+                break
             if header_done:
                 extra_reads += 1
                 if extra_reads > _PIXEL_PHASE_READS:
@@ -292,7 +370,8 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
                 hdr = 8
             elif vr in long_vrs:
                 if pos + 12 > size:
-                    raise NotDicom(TRUNCATED_HEADER, size)
+                    past_end(header_done, TRUNCATED_HEADER)
+                    break
                 length, hdr = unpack_u32(buf, i + 8)[0], 12
             else:
                 raise _Fallback
@@ -305,7 +384,8 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
                 else:
                     pos += 8 + length
                     if pos > size:
-                        raise NotDicom(TRUNCATED_HEADER, size)
+                        past_end(header_done, TRUNCATED_HEADER)
+                        break
             elif key in (K_ITEM_END, K_SEQ_END) and depth > 0:
                 implicit = stack.pop()
                 depth -= 1
@@ -315,7 +395,8 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
             continue
         if length == _UNDEFINED:
             if key == K_PIXEL and depth == 0:
-                _check_encapsulated(read_at, size, pos + hdr)
+                if not open_end:
+                    _check_encapsulated(read_at, size, pos + hdr, sequential)
                 break
             if implicit or vr == b"SQ":
                 stack.append(implicit)
@@ -334,22 +415,26 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
                 header_done = True
                 if key == K_PIXEL:
                     if end > size:
-                        raise NotDicom(TRUNCATED_PIXELS, size)
+                        past_end(True, TRUNCATED_PIXELS)
+                        break
                     _check_native(found, ts, length, size)
                     break
                 if group >= 0x7FE0:
                     break  # float pixel data, or past the pixels
             elif key in want:
+                if end > size:  # before any fallback: pydicom would read a cut value as it is
+                    past_end(False, TRUNCATED_HEADER)
                 if not implicit and vr != want[key]:
                     raise _Fallback  # a VR that disagrees with the dictionary: pydicom converts it
-                if end > size:
-                    raise NotDicom(TRUNCATED_HEADER, size)
+                if length > MAX_VALUE:
+                    raise NotDicom(HUGE_VALUE, file_size)
                 if end - base > blen:
                     buf, base, i = read_at(pos, max(_FIRST_READ, hdr + length)), pos, 0
                     blen = len(buf)
                 found[key] = buf[i + hdr : i + hdr + length]
         if end > size:
-            raise NotDicom(TRUNCATED_HEADER, size)
+            past_end(header_done, TRUNCATED_HEADER)
+            break
         pos = end
 
     if gave_up:
@@ -360,7 +445,7 @@ def _read(read_at: ReadAt, size: int, head: bytes, path: str, member: str) -> In
     if not ts:
         # No transfer syntax in the file: name the encoding it actually uses (pydicom guesses the same).
         ts = IMPLICIT_LE if dataset_implicit else EXPLICIT_LE
-    return _record(found, size, ts, path, member)
+    return _record(found, file_size, ts, path, member)
 
 
 def _native_bytes(found: dict[int, bytes], ts: str | None) -> int:
@@ -393,9 +478,13 @@ def _check_native(found: dict[int, bytes], ts: str | None, length: int, size: in
         raise NotDicom(SHORT_PIXELS, size)  # the writer stopped early, or the header lies
 
 
-def _check_encapsulated(read_at: ReadAt, size: int, start: int) -> None:
-    """Encapsulated pixel data: the file should end with the sequence delimiter, or its items must fit."""
-    if size - start >= 8 and read_at(size - 8, 8) == b"\xfe\xff\xdd\xe0\x00\x00\x00\x00":
+def _check_encapsulated(read_at: ReadAt, size: int, start: int, sequential: bool = False) -> None:
+    """Encapsulated pixel data: the file should end with the sequence delimiter, or its items must fit.
+
+    ``sequential`` (a stream): walk the items from the start only; jumping to the end first and coming back
+    would read a compressed member twice.
+    """
+    if not sequential and size - start >= 8 and read_at(size - 8, 8) == b"\xfe\xff\xdd\xe0\x00\x00\x00\x00":
         return
     # Something follows the pixel data (padding, or a writer's oddity): walk the fragment items.
     pos = start

@@ -34,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 
 from xnat_uploader.core.dicom.archives import scan_archive
-from xnat_uploader.core.dicom.dicomdir import referenced_files
+from xnat_uploader.core.dicom.dicomdir import MISSING_REASON, OUTSIDE_REASON, referenced_files
 from xnat_uploader.core.dicom.reader import DICOMDIR_REASON, IsArchive, IsDicomdir, NotDicom, read_file
 from xnat_uploader.core.dicom.records import InstanceRecord, Rejected, ScanBatch, ScanProgress
 from xnat_uploader.core.dicom.walk import Walker, os_error_reason
@@ -312,13 +312,15 @@ class _Scan:
                 continue
             self.add_rejected(Rejected(path, DICOMDIR_REASON), is_file=False)
             try:
-                found, missing = referenced_files(path)
+                refs = referenced_files(path)
             except Exception as exc:  # noqa: BLE001 - a damaged DICOMDIR is reported, the scan goes on
                 self.add_rejected(Rejected(path, f"DICOMDIR cannot be read ({type(exc).__name__})"), is_file=False)
                 continue
-            for name in missing:
-                self.add_rejected(Rejected(name, "file named in the DICOMDIR is missing"), is_file=False)
-            for name in found:
+            for name in refs.missing:
+                self.add_rejected(Rejected(name, MISSING_REASON), is_file=False)
+            for name in refs.outside:
+                self.add_rejected(Rejected(name, OUTSIDE_REASON), is_file=False)
+            for name in refs.found:
                 self.check_cancel()
                 if self.walker.claim_file(name):
                     self.add_result(name, read_one(name, keep_record=True))

@@ -12,6 +12,7 @@ All functions are pure and may be called from any thread.
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -47,6 +48,19 @@ def quiet_pydicom() -> Iterator[None]:
                 yield
         finally:
             config.settings._reading_validation_mode = previous
+
+
+_UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+
+def is_valid_uid(value: str) -> bool:
+    """True for a UID of digit groups joined by single dots, at most 64 characters (DICOM PS3.5 9.1).
+
+    Leading zeros are let through, as many real systems write them and XNAT accepts them. What matters to
+    us: such a UID cannot carry ``/``, ``\\``, ``..``, letters or control characters, so a name built from it
+    is safe to send.
+    """
+    return 0 < len(value) <= 64 and _UID.fullmatch(value) is not None
 
 
 def encodings_for(raw: bytes | None) -> list[str]:

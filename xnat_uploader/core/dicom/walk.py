@@ -6,6 +6,12 @@ already walked) is reported once and not followed; a file reached twice (given t
 a file inside it) is scanned once. Unreadable folders, broken links and special files are reported,
 never fatal. Nothing is opened here except folders for listing.
 
+Symbolic links met during the walk are followed only when their target lies inside one of the chosen
+paths (after resolving every link): a link from one folder of an export to another is normal, and the
+file it points at is scanned once whichever way it was reached. A link that leads out of what the user
+chose (another patient's folder, the home folder) is reported and not followed, so a scan never reads
+more than was picked. A path the user gives directly is the choice itself: a link given as such is followed.
+
 Used by :mod:`.scan` on its own thread; the generator is not shared between threads.
 """
 
@@ -32,6 +38,19 @@ def os_error_reason(exc: OSError, what: str = "file") -> str:
     return f"{what} cannot be read ({exc.strerror or type(exc).__name__})"
 
 
+OUTSIDE_LINK = "symbolic link to a place outside the chosen folders (not followed)"
+
+
+def real(path: str) -> str:
+    """``path`` with every symbolic link resolved, normalised for comparisons (case-folded on Windows)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def inside(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or below it (both resolved paths, see :func:`real`)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 class Walker:
     """Turns the user's paths into a stream of files to read and things to report.
 
@@ -43,6 +62,7 @@ class Walker:
     def __init__(self) -> None:
         self._seen_files: set[tuple[int, int]] = set()
         self._seen_dirs: set[tuple[int, int]] = set()
+        self._roots: list[str] = []  # the chosen paths, links resolved: links found in the walk must stay inside
 
     def claim_file(self, path: str) -> bool:
         """True the first time a file (by device and inode) is claimed; False for a duplicate."""
@@ -56,9 +76,13 @@ class Walker:
         self._seen_files.add(key)
         return True
 
+    def _inside_roots(self, path: str) -> bool:
+        return any(inside(path, root) for root in self._roots)
+
     def walk(self, paths: list[str]) -> Iterator[str | Rejected]:
         """Yield files to read (``str``) and problems (``Rejected``) for ``paths``, streaming."""
         stack: list[tuple[str, int]] = []
+        self._roots.extend(real(path) for path in paths)
         for path in paths:
             try:
                 st = os.stat(path)
@@ -87,6 +111,10 @@ class Walker:
                     subdirs: list[tuple[str, int]] = []
                     for entry in it:
                         try:
+                            outside = entry.is_symlink() and not self._inside_roots(real(entry.path))
+                            if outside and os.path.exists(entry.path):  # a broken link is reported below
+                                yield Rejected(entry.path, OUTSIDE_LINK)
+                                continue
                             if entry.is_file():
                                 if entry.is_symlink():
                                     st = entry.stat()

@@ -6,18 +6,16 @@ arrives; it does not commit or verify (the runner does that, the same for every 
 
 from __future__ import annotations
 
-import io
 import logging
 import random
-import tarfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 from xnat_uploader.core import strays
+from xnat_uploader.core.dicom.archives import open_member
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.store import FileRow, JobRow, QueueStore
 from xnat_uploader.core.upload_choices import XnatParams
@@ -290,14 +288,11 @@ def uploader_options(ctx: TransferContext, handler: ImportHandler) -> ImportOpti
 
 
 def open_source(path: str, member: str = "") -> BinaryIO:
-    """Open a file to send: a file on disk, or a member of a zip/tar archive (read-only, never modified)."""
+    """Open a file to send: a file on disk, or a member of a zip/tar archive (read-only, never modified).
+
+    A member is streamed from its archive, never held whole nor extracted (:func:`~xnat_uploader.core.dicom.
+    archives.open_member`); its name is looked up in the archive, never used as a path.
+    """
     if not member:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            return io.BytesIO(z.read(member))
-    with tarfile.open(path) as t:
-        fh = t.extractfile(member)
-        if fh is None:
-            raise FileNotFoundError(f"{member} is not a file in {path}")
-        return io.BytesIO(fh.read())
+    return open_member(path, member)

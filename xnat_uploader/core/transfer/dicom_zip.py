@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from xnat_uploader.core.dicom.values import is_valid_uid
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.outcomes import DROPPED_REASON
 from xnat_uploader.core.queue.store import FileRow
@@ -98,9 +99,16 @@ def plan_batches(files: Sequence[FileRow], settings: ZipSettings, workers: int) 
 
 
 def arcname(f: FileRow) -> str:
-    """A stable, unique name per instance: re-sending it replaces the same file on the server."""
-    base = f.sop_uid or os.path.basename(f.member or f.path) or f"file{f.id}"
-    return f"{f.series_uid or 'series'}/{base}.dcm"
+    """A stable, unique name per instance: re-sending it replaces the same file on the server.
+
+    ``<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` when both are valid UIDs (digits and dots), else a name of
+    our own: header values and file names never reach the archive's names, so no entry can carry ``/``,
+    ``\\``, ``..`` or a control character, whatever a file's headers hold. XNAT sorts the files by their
+    headers, not by these names.
+    """
+    folder = f.series_uid if is_valid_uid(f.series_uid) else "series"
+    base = f.sop_uid if is_valid_uid(f.sop_uid) else f"file{f.id}"
+    return f"{folder}/{base}.dcm"
 
 
 def _member(f: FileRow) -> ZipMember:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from xnat_uploader.core.dicom.walk import inside
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.transfer.zipstream import ZipMember, ZipStream, stored_length
 from xnat_uploader.core.xnat.body import StreamBody
@@ -16,11 +17,6 @@ _JUNK = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon
 def is_junk(name: str) -> bool:
     """Hidden files and the clutter operating systems leave in folders: never attached."""
     return name.startswith(".") or name.lower() in _JUNK or name.startswith("~$")
-
-
-def inside(path: str, root: str) -> bool:
-    """Whether ``path`` is ``root`` or below it (both resolved paths)."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def folder_files(folder: str, root: str | None = None) -> list[tuple[str, str]]:

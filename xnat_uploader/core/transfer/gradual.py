@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable, Iterator
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.queue.outcomes import DROPPED_REASON
@@ -33,7 +34,9 @@ from xnat_uploader.core.transfer.base import (
     stray_recorder,
     uploader_options,
 )
+from xnat_uploader.core.transfer.zipstream import CHUNK, SMALL_MEMBER
 from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.body import StreamBody
 from xnat_uploader.core.xnat.importer import ImportHandler, ImportOptions, import_data, stored_name
 
 log = logging.getLogger(__name__)
@@ -76,13 +79,7 @@ class GradualTransport:
         """Send one file; its session URI, or ``None`` when XNAT dropped or refused it (both recorded)."""
         if stop.is_set():
             raise Cancelled()
-        with open_source(f.path, f.member) as fh:
-            data = fh.read()
-        if len(data) != f.size:
-            raise E.XnatError(
-                f"{f.member or f.path} changed size since it was scanned ({f.size} -> {len(data)} bytes).",
-                "Scan the folder again before uploading; files must not change during an upload.",
-            )
+        body, digest = _body(f)
         name = stored_name(f.sop_uid)
 
         def attempt() -> str | None:
@@ -90,7 +87,7 @@ class GradualTransport:
                 raise Cancelled()
             try:
                 result = import_data(
-                    ctx.session, data, options, server=ctx.server, name=name, on_stray=stray_recorder(ctx, 1)
+                    ctx.session, body, options, server=ctx.server, name=name, on_stray=stray_recorder(ctx, 1)
                 )
             except E.NonDicomFileError as exc:
                 raise E.refused_valid_file(exc, f.member or f.path) or exc from None
@@ -108,9 +105,47 @@ class GradualTransport:
         if uri is None:
             ctx.store.mark_dropped(ctx.job.id, [f.id], DROPPED_REASON)
         else:
-            ctx.store.mark_sent(ctx.job.id, [f.id], [hashlib.sha256(data).hexdigest()])
-        ctx.meter.add(len(data), 1)
+            ctx.store.mark_sent(ctx.job.id, [f.id], [digest()])
+        ctx.meter.add(f.size, 1)
         return uri
+
+
+def _body(f: FileRow) -> tuple[bytes | StreamBody, Callable[[], str]]:
+    """The request body for one file, and its SHA-256 once sent.
+
+    A small file is read whole (one read, sent from memory, as fast as it gets). A larger one, or an archive
+    member of any size, is streamed with its known length (read again from the source for a second attempt),
+    so a big member never sits in memory whole: eight sending threads would otherwise each hold one.
+    """
+    if not f.member and f.size <= SMALL_MEMBER:
+        with open_source(f.path) as fh:
+            data = fh.read(f.size + 1)
+        if len(data) != f.size:
+            raise _changed(f, len(data))
+        return data, lambda: hashlib.sha256(data).hexdigest()
+    digests: list[str] = []
+
+    def chunks() -> Iterator[bytes]:
+        digest, n = hashlib.sha256(), 0
+        with open_source(f.path, f.member) as fh:
+            while n <= f.size and (chunk := fh.read(min(CHUNK, f.size + 1 - n))):
+                n += len(chunk)
+                if n > f.size:
+                    break
+                digest.update(chunk)
+                yield chunk
+        if n != f.size:
+            raise _changed(f, n)
+        digests.append(digest.hexdigest())
+
+    return StreamBody(chunks, f.size), lambda: digests[-1]
+
+
+def _changed(f: FileRow, size: int) -> E.XnatError:
+    return E.XnatError(
+        f"{f.member or f.path} changed size since it was scanned ({f.size} -> {size} bytes).",
+        "Scan the folder again before uploading; files must not change during an upload.",
+    )
 
 
 class _RefusedRow:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import enum
 import functools
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xnat_uploader.core.dicom.values import is_valid_uid
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.body import Body
 from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, parse_uri_list, project_of_uri
@@ -268,9 +268,6 @@ class ImportResult:
         return [u for u in self.uris if "/direct-archive/" in u]
 
 
-_UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
-
-
 def stored_name(sop_uid: str) -> str | None:
     """The file name to give a gradual-DICOM upload: ``<SOPInstanceUID>.dcm``, or ``None`` if the UID is not
     digits and dots (then it is never put into a URL, and XNAT names the file itself).
@@ -281,7 +278,7 @@ def stored_name(sop_uid: str) -> str | None:
     series sent at the same moment as ``upload.dcm`` collide ("Concurrent file sends", 400); one name per
     instance does not, and a re-sent instance replaces its own file.
     """
-    if 0 < len(sop_uid) <= 64 and _UID.fullmatch(sop_uid):
+    if is_valid_uid(sop_uid):
         return f"{sop_uid}.dcm"
     return None
 

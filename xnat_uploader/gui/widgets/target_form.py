@@ -50,6 +50,7 @@ class TargetForm(QWidget):
         self._index: DicomIndex | None = None
         self._selected: set[str] | None = None
         self._studies: frozenset[str] = frozenset()
+        self._unplaceable = False
         self._listing: ProjectListing | None = None
         self._listing_error = ""
         self._subject_edited = self._session_edited = False
@@ -182,9 +183,9 @@ class TargetForm(QWidget):
     def set_index(self, index: DicomIndex | None, selected_series: set[str] | None = None) -> None:
         """The DICOM index and the ticked series (``None``: all). Call again whenever either changes."""
         self._index, self._selected = index, (set(selected_series) if selected_series is not None else None)
-        studies = frozenset(
-            s.uid for s in (index.iter_studies() if index else ()) if self._wants(s)
-        )  # the studies that will be sent
+        wanted = [s.uid for s in (index.iter_studies() if index else ()) if self._wants(s)]
+        studies = frozenset(uid for uid in wanted if uid)  # the studies that will be sent
+        self._unplaceable = "" in wanted  # files without a StudyInstanceUID: the plan leaves them out
         if studies != self._studies:
             self._studies = studies
             self._subject_edited = self._session_edited = False
@@ -242,7 +243,7 @@ class TargetForm(QWidget):
         for widget in (self.subject_label, self.subject_combo, self.session_label, self.session_edit):
             widget.setVisible(not multi)
         self.study_table.setVisible(multi)
-        if self._index is None or not self._studies:
+        if self._index is None or not (self._studies or self._unplaceable):
             self.plan_result = None
             self.warning_label.hide()
             return self._show([self.tr("Nothing selected: open a folder and tick the series to upload.")], False)
@@ -284,7 +285,15 @@ class TargetForm(QWidget):
         elif any(not j.ok for j in plan.jobs):
             problems.append(self.tr("Some studies have problems: see the table."))
         warnings = [f"{j.session_label}: {w}" if multi else w for j in plan.jobs for w in j.warnings]
+        if plan.left_out and plan.jobs:
+            warnings.append(
+                self.tr(
+                    "{} selected file(s) will be left out: they have no StudyInstanceUID, which XNAT needs to place "
+                    "them in a session. The tree lists them under Problems."
+                ).format(len(plan.left_out))
+            )
         self.warning_label.setText("\n".join(dict.fromkeys(warnings)))
+        self.warning_label.setToolTip("\n".join(i.record.display_path for i in plan.left_out[:30]))
         self.warning_label.setVisible(bool(warnings) and not submitted)
         checking = bool(project) and not self._listing_error and self._listing is None
         self._show([] if submitted else problems, checking, len(plan.jobs), submitted)
