@@ -16,6 +16,8 @@ from xnat_uploader.core.xnat import errors as E
 if TYPE_CHECKING:
     import requests
 
+    from xnat_uploader.core.xnat.answer import AnswerTooLarge
+
 USER_AGENT = f"xnat-uploader/{__version__}"
 
 _KEEP_SEGMENTS = {
@@ -84,6 +86,18 @@ def normalize_url(url: str) -> str:
     if "@" in host:
         raise ValueError("put the user name in its own field, not in the URL")
     return f"{scheme.lower()}://{host.lower()}{path.rstrip('/')}"
+
+
+def answer_too_large(exc: AnswerTooLarge, action: str = "") -> E.AnswerTooLargeError:
+    """The user error for an answer over the client's limit (:mod:`.answer`). Pure; any thread."""
+    doing = f" while {action}" if action else ""
+    size = f"{exc.limit / (1 << 20):g} MB" if exc.limit >= 1 << 20 else f"{exc.limit // 1024} KB"
+    return E.AnswerTooLargeError(
+        f"XNAT answered with more data than expected{doing} (more than {size}), so the answer was not used.",
+        "Check the server address: something other than XNAT may be answering there. If it is right, "
+        "send the details to your XNAT administrator.",
+        detail=f"announced {exc.announced} bytes" if exc.announced is not None else "",
+    )
 
 
 def transport_error(exc: requests.RequestException, options: ConnectionOptions, action: str = "") -> E.XnatError:
