@@ -130,6 +130,16 @@ def test_transfer_codings_tomcat_does_not_implement_are_501(sandbox, layer_failu
     assert not layer_failures
 
 
+def test_a_length_beside_chunked_is_ignored_and_the_connection_ends(sandbox) -> None:
+    head = IMPORT + "Content-Type: application/zip\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    with socket.create_connection((sandbox.host, sandbox.port), timeout=3) as conn:  # our side stays open
+        conn.sendall(head.encode() + b"5\r\nhello\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):  # ends only because the server closes
+            answer += chunk
+    assert b"<h3>Archive file is corrupt or not a valid archive file type.</h3>" in answer  # all 5 bytes read
+
+
 @pytest.mark.parametrize("target", ["http://[", "http://[::1/x"])
 def test_a_target_urlsplit_cannot_read_is_a_400(sandbox, layer_failures, target: str) -> None:
     answer, seconds = raw(sandbox, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())

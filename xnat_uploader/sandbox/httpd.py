@@ -473,7 +473,8 @@ class RequestHandler(BaseHTTPRequestHandler):
 
         One ``Content-Length`` of plain digits up to :data:`MAX_BODY` (a negative, signed, listed, repeated or
         non-numeric one is a 400, as is one beyond Java's long in Tomcat); ``Transfer-Encoding`` only
-        ``chunked`` (Tomcat answers 501 to codings it does not implement), which then decides the length.
+        ``chunked`` (Tomcat answers 501 to codings it does not implement), which then decides the length
+        (``Http11Processor.prepareInputFilters``).
         """
         lengths = self.headers.get_all("Content-Length") or []
         if len(lengths) > 1:
@@ -489,6 +490,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") or [] for c in v.split(",")]
         if codings and codings != ["chunked"]:
             raise HttpError(501, "Unsupported transfer encoding")
+        if codings and lengths:
+            self.close_connection = True  # Tomcat ignores the length then, and ends the connection after the answer
         return (None, True) if codings else (length or 0, False)
 
     def _dispatch(self) -> None:
