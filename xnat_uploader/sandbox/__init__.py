@@ -6,7 +6,8 @@ that works against it works against XNAT. Start it with ``xnat-uploader sandbox`
 
 ``server``      SandboxServer: start/stop, users, projects, faults, inventory (the public face)
 ``app``         request handling: faults, then authentication, then the route table; request log
-``httpd``       HTTP/1.1 keep-alive server, TCP_NODELAY, streamed/chunked bodies, error pages, router
+``httpd``       HTTP/1.1 keep-alive server, TCP_NODELAY, streamed/chunked bodies (framing checked), router
+``responses``   the Response object and XNAT-like error pages (Restlet, Tomcat)
 ``auth``        users, JSESSIONID sessions (idle expiry, session cap, CSRF), Basic auth, 401/302
 ``faults``      fault spec parsing and injection (500s, dropped bodies, slow answers, expiring sessions)
 ``store``       in-memory metadata + files on disk in XNAT's layout; the inventory

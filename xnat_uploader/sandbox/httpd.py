@@ -5,17 +5,16 @@ Written on the standard library only, with what a test server needs to be faithf
 * ``TCP_NODELAY`` on every accepted socket (without it small request/response pairs wait ~40 ms
   for delayed ACKs, and every upload test looks far slower than reality);
 * request bodies are streamed (``Content-Length`` or chunked transfer-encoding, decoded here) and
-  never buffered whole in memory;
+  never buffered whole in memory; their framing is checked as Tomcat checks it (a negative, listed,
+  repeated or huge ``Content-Length``, a bad chunk size: 400), never trusted;
 * every response carries ``Content-Length`` so HTTP/1.1 keep-alive always works;
-* error bodies look like XNAT's: the Restlet 1.1 status page for REST resources, the Tomcat page
-  for the security layer (xnat-api.md section 1.4).
+* error bodies look like XNAT's (:mod:`.responses`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.parser
-import html
 import http.client
 import io
 import logging
@@ -25,107 +24,29 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from xnat_uploader.sandbox.responses import REASONS, DropConnection, HttpError, Response
+
+__all__ = [
+    "Body", "DropConnection", "HttpError", "Request", "RequestHandler", "Response", "Router", "SandboxHTTPServer",
+    "read_headers",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # 1 MiB reads: large enough that Python overhead per read is negligible
 DRAIN_LIMIT = 4 << 20  # unread bodies up to this size are drained to keep the connection alive
-
-
-class HttpError(Exception):
-    """An error answer. ``page`` picks the body style: ``restlet`` (default), ``tomcat`` or ``text``."""
-
-    def __init__(self, status: int, message: str = "", page: str = "restlet", headers: dict[str, str] | None = None):
-        super().__init__(message or str(status))
-        self.status = status
-        self.message = message
-        self.page = page
-        self.headers = headers or {}
-
-
-class DropConnection(Exception):
-    """Raised by a fault to close the socket without any answer."""
-
-
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    204: "No Content",
-    301: "Moved Permanently",
-    302: "Found",
-    303: "See Other",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    409: "Conflict",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
-def restlet_page(status: int, message: str) -> bytes:
-    """Restlet 1.1's default status page, the body of most XNAT REST errors (pyxnat parses the ``<h3>``)."""
-    section = f"sec10.4.{status - 399}" if status < 500 else f"sec10.5.{status - 499}"
-    text = html.escape(message or _REASONS.get(status, "Error"), quote=False)
-    return (
-        "<html>\n<head>\n   <title>Status page</title>\n</head>\n<body>\n"
-        f"<h3>{text}</h3><p>You can get technical details "
-        f'<a href="http://www.w3.org/Protocols/rfc2616/rfc2616-{section}">here</a>.<br>\n'
-        'Please continue your visit at our <a href="/">home page</a>.\n</p>\n</body>\n</html>\n'
-    ).encode()
-
-
-def tomcat_page(status: int, message: str) -> bytes:
-    """Tomcat 9's error report, the body of errors raised in XNAT's Spring security layer."""
-    reason = _REASONS.get(status, "Error")
-    text = html.escape(message or reason, quote=False)
-    return (
-        '<!doctype html><html lang="en"><head><title>HTTP Status '
-        f'{status} – {reason}</title><style type="text/css">body {{font-family:Tahoma,Arial,sans-serif;}}'
-        "</style></head><body>"
-        f'<h1>HTTP Status {status} – {reason}</h1><hr class="line" /><p><b>Type</b> Status Report</p>'
-        f"<p><b>Message</b> {text}</p><p><b>Description</b> The request has not been applied to the target "
-        "resource because it lacks valid authentication credentials for that resource.</p>"
-        '<hr class="line" /><h3>Apache Tomcat/9.0.82</h3></body></html>'
-    ).encode()
-
-
-@dataclass
-class Response:
-    """An answer. ``body`` is bytes, or ``file`` names a file streamed from disk."""
-
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "text/plain"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    file: Path | None = None
-    temporary: bool = False  # delete ``file`` once sent (generated zips)
-
-    @classmethod
-    def text(cls, text: str, status: int = 200, content_type: str = "text/plain") -> Response:
-        return cls(status, text.encode(), f"{content_type};charset=UTF-8")
-
-    @classmethod
-    def error(cls, err: HttpError) -> Response:
-        if err.page == "tomcat":
-            resp = cls(err.status, tomcat_page(err.status, err.message), "text/html;charset=utf-8")
-        elif err.page == "text":
-            resp = cls.text(err.message, err.status)
-        else:
-            resp = cls(err.status, restlet_page(err.status, err.message), "text/html;charset=UTF-8")
-        resp.headers.extend(err.headers.items())
-        return resp
+# The largest request body taken (announced, or counted in a chunked one): far beyond any upload, and below
+# Java's long, Tomcat's limit (a larger Content-Length is a number format error there: 400 as well).
+MAX_BODY = 1 << 40
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")  # digits only (RFC 9110 8.6): no sign, space, list or "_"
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")  # hex size, extensions, line end
 
 
 class Body:
@@ -154,21 +75,34 @@ class Body:
         return self._done
 
     def _next_chunk(self) -> None:
+        """Read the next chunk's size line (and, after the last chunk, the trailers).
+
+        Only the grammar's chunk-size (RFC 9112 7.1): hex digits (``int`` would also take a sign, "0x", "_" or
+        an empty line), optional extensions, a line end; then CRLF after each chunk's data. Anything else is a
+        400 and the connection is closed: the stream cannot be resynchronised (the body stays unfinished).
+        """
         line = self._rfile.readline(65537)
         if not line:
             raise ConnectionError("connection closed inside a chunked body")
-        try:
-            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-        except ValueError:
-            # The stream cannot be resynchronised: answer 400 and close (the body stays unfinished).
-            raise HttpError(400, "Malformed chunked request body") from None
+        match = _CHUNK_SIZE.fullmatch(line)
+        if match is None:
+            raise HttpError(400, "Malformed chunked request body")
+        size = int(match[1], 16)
+        if self.consumed + size > MAX_BODY:
+            raise HttpError(400, "Chunked request body larger than this server accepts")
         if size == 0:
-            while True:  # trailers up to the empty line
-                trailer = self._rfile.readline(65537)
+            for _ in range(_MAX_HEADERS + 1):  # trailers up to the empty line
+                trailer = self._rfile.readline(_MAX_LINE + 1)
                 if trailer in (b"\r\n", b"\n", b""):
                     break
+            else:
+                raise HttpError(400, "Malformed chunked request body: too many trailer lines")
             self._done = True
         self._left = size
+
+    def _end_of_chunk(self) -> None:
+        if self._rfile.read(2) != b"\r\n":
+            raise HttpError(400, "Malformed chunked request body: no CRLF after a chunk")
 
     def read(self, n: int = CHUNK) -> bytes:
         """Up to ``n`` bytes; ``b""`` at the end of the body."""
@@ -184,7 +118,7 @@ class Body:
         self._left -= len(data)
         self.consumed += len(data)
         if self.chunked and self._left == 0:
-            self._rfile.readline(3)  # CRLF after the chunk data
+            self._end_of_chunk()
         elif not self.chunked and self._left == 0:
             self._done = True
         if self.on_read is not None:
@@ -206,7 +140,7 @@ class Body:
         self._left -= n
         self.consumed += n
         if self.chunked and self._left == 0:
-            self._rfile.readline(3)
+            self._end_of_chunk()
         elif not self.chunked and self._left == 0:
             self._done = True
         if self.on_read is not None:
@@ -427,6 +361,11 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             self._conns.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A handler thread's uncaught exception: into the log (as the app's own faults are), not onto stderr."""
+        # socketserver calls this inside its own except clause, so the exception is the current one.
+        log.error("sandbox connection handler failed", exc_info=True)  # noqa: LOG014
+
     def close_all_connections(self) -> None:
         """On stop: end idle keep-alive connections so handler threads exit at once."""
         with self._conns_lock:
@@ -523,18 +462,49 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
+        except Exception:
+            # A fault of this layer (the app's own are answered in App.handle): the connection ends, as a
+            # server's would, without a traceback on the console. The request line is not logged (labels).
+            log.exception("sandbox HTTP layer failed on a %s request", self.command or "malformed")
+            self.close_connection = True
+
+    def _framing(self) -> tuple[int | None, bool]:
+        """(Content-Length, chunked) of the request, checked as Tomcat checks them; :class:`HttpError` otherwise.
+
+        One ``Content-Length`` of plain digits up to :data:`MAX_BODY` (a negative, signed, listed, repeated or
+        non-numeric one is a 400, as is one beyond Java's long in Tomcat); ``Transfer-Encoding`` only
+        ``chunked`` (Tomcat answers 501 to codings it does not implement), which then decides the length
+        (``Http11Processor.prepareInputFilters``).
+        """
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            raise HttpError(400, "More than one Content-Length header")
+        length = None
+        if lengths:
+            text = lengths[0].strip()
+            if not _CONTENT_LENGTH.fullmatch(text):
+                raise HttpError(400, "Bad Content-Length")
+            length = int(text)
+            if length > MAX_BODY:
+                raise HttpError(400, "Content-Length larger than this server accepts")
+        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") or [] for c in v.split(",")]
+        if codings and codings != ["chunked"]:
+            raise HttpError(501, "Unsupported transfer encoding")
+        if codings and lengths:
+            self.close_connection = True  # Tomcat ignores the length then, and ends the connection after the answer
+        return (None, True) if codings else (length or 0, False)
 
     def _dispatch(self) -> None:
-        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-        length_header = self.headers.get("Content-Length")
         try:
-            length = None if chunked else int(length_header or 0)
-        except ValueError:
-            self._write(Response.error(HttpError(400, "Bad Content-Length")))
-            self.close_connection = True
+            length, chunked = self._framing()
+            body = Body(self.rfile, length, chunked)
+            request = Request(self, body)
+        except (HttpError, ValueError) as err:  # ValueError: a target urlsplit cannot read ("http://[")
+            # The body cannot be found or skipped reliably: answer and close.
+            answer = Response.error(err if isinstance(err, HttpError) else HttpError(400, "Bad request target"))
+            answer.headers.append(("Connection", "close"))
+            self._write(answer, head_only=self.command == "HEAD")
             return
-        body = Body(self.rfile, length, chunked)
-        request = Request(self, body)
         try:
             response = self.server.app.handle(request)
         except DropConnection:
@@ -548,7 +518,11 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 response.headers.append(("Connection", "close"))
             else:
-                body.drain()
+                try:
+                    body.drain()
+                except HttpError:
+                    self.close_connection = True
+                    response.headers.append(("Connection", "close"))
         self._write(response, head_only=self.command == "HEAD")
 
     def _write(self, response: Response, head_only: bool = False) -> None:
@@ -556,7 +530,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         where a client thread in the same process can take the GIL, instead of two."""
         size = response.file.stat().st_size if response.file is not None else len(response.body)
         lines = [
-            f"{self.protocol_version} {response.status} {_REASONS.get(response.status, '')}",
+            f"{self.protocol_version} {response.status} {REASONS.get(response.status, '')}",
             f"Server: {self.server_version}",
             f"Date: {_http_date()}",
             f"Content-Type: {response.content_type}",

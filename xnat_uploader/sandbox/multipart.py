@@ -2,6 +2,11 @@
 
 The stdlib's ``cgi`` module is deprecated (removed in 3.13) and ``email`` parses whole messages in
 memory, so this reads the body in blocks and scans for the boundary itself.
+
+Memory and disk stay bounded whatever the body: the preamble before the first boundary is skipped as it
+streams, a part's header block may not exceed :data:`MAX_PART_HEADERS` (commons-fileupload's limit, which
+XNAT's upload parsing uses), a form field :data:`MAX_FIELD` (a file part has no limit: it is on disk), and
+a body :data:`MAX_PARTS` parts.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from typing import BinaryIO
 from xnat_uploader.sandbox.httpd import Body, HttpError
 
 _DISPOSITION = re.compile(r'(\w+)\*?="?([^";]*)"?')
+MAX_PART_HEADERS = 10240  # commons-fileupload's HEADER_PART_SIZE_MAX
+MAX_FIELD = 16 << 20  # the same limit as a form body (Body.read_all)
+MAX_PARTS = 10000  # each file part is a temporary file: a body of tiny parts must not fill the disk's inodes
 
 
 @dataclass
@@ -44,7 +52,7 @@ def parse(body: Body, content_type_header: str, new_file: Callable[[], BinaryIO]
         more = body.read(block)
         if not more:
             raise HttpError(400, "Malformed multipart body")
-        buf += more
+        buf = buf[-len(delim) :] + more  # the preamble is skipped: only a boundary's possible start is kept
         start = buf.find(delim)
     buf = buf[start + len(delim) :]
     while True:
@@ -56,12 +64,16 @@ def parse(body: Body, content_type_header: str, new_file: Callable[[], BinaryIO]
         if buf.startswith(b"--"):
             body.drain()
             return parts
-        while b"\r\n\r\n" not in buf:
+        while (end := buf.find(b"\r\n\r\n", 0, MAX_PART_HEADERS + 4)) < 0:
+            if len(buf) > MAX_PART_HEADERS + 4:
+                raise HttpError(400, f"Malformed multipart headers: more than {MAX_PART_HEADERS} bytes")
             more = body.read(block)
             if not more:
                 raise HttpError(400, "Malformed multipart headers")
             buf += more
-        head, buf = buf.split(b"\r\n\r\n", 1)
+        head, buf = buf[:end], buf[end + 4 :]
+        if len(parts) >= MAX_PARTS:
+            raise HttpError(400, f"Multipart body with more than {MAX_PARTS} parts")
         part = _part_from_headers(head.decode("utf-8", "replace"))
         out = None
         chunks: list[bytes] = []
@@ -94,6 +106,8 @@ def _emit(data: bytes, out, chunks: list[bytes], part: Part) -> None:  # type: i
     part.size += len(data)
     if out is not None:
         out.write(data)
+    elif part.size > MAX_FIELD:
+        raise HttpError(413, "Request body too large for this resource")
     else:
         chunks.append(data)
 

@@ -110,7 +110,7 @@ def load_params(request: Request) -> dict[str, str]:
     if request.content_type == "application/json" and request.body.present:
         try:
             data = json.loads(request.body.read_all() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
             raise HttpError(400, "Unable to parse the JSON body") from None
         request.form = [(str(k), str(v)) for k, v in data.items()] if isinstance(data, dict) else []
     else:

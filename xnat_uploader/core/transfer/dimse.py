@@ -25,6 +25,7 @@ import contextlib
 import select
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -302,11 +303,11 @@ class Association:
             self._close()
 
     def abort(self) -> None:
-        """Abort (A-ABORT) and close; used when the association can no longer be trusted."""
+        """Abort (A-ABORT) and close; used when the association can no longer be trusted. Never raises: an
+        association already closed (after a malformed PDU, say) keeps the error that closed it."""
         try:
-            self._send(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")
-        except OSError:
-            pass
+            with contextlib.suppress(OSError):
+                self._sock.sendall(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")
         finally:
             self._close()
 
@@ -364,8 +365,11 @@ class Association:
 
     def _read_response(self, msg_id: int) -> StoreStatus:
         command = bytearray()
+        # One deadline for the whole answer: a peer that keeps sending data fragments, answers to older
+        # requests or one byte at a time never holds the association past the DIMSE time-out.
+        deadline = time.monotonic() + self.endpoint.dimse_timeout
         while True:
-            kind, body = self._read_pdu("waiting for the receiver's answer", self.endpoint.dimse_timeout)
+            kind, body = self._read_pdu("waiting for the receiver's answer", self.endpoint.dimse_timeout, deadline)
             if kind != 0x04:
                 raise self._unexpected(kind, body)
             pos = 0
@@ -383,20 +387,27 @@ class Association:
                     if len(command) > MAX_COMMAND:
                         raise self._malformed(f"a response command longer than {MAX_COMMAND} bytes")
                     if control & 0x02:
-                        status = _parse_response(bytes(command))
+                        try:
+                            status = _parse_response(bytes(command))
+                        except acse.PduError as exc:
+                            raise self._malformed(f"an answer that is cut short ({exc})") from None
                         if status[0] != msg_id:
                             command.clear()  # an answer to an older, timed-out request: skip it
                             continue
                         return StoreStatus(status[1], status[2])
 
-    def _read_pdu(self, doing: str, timeout: float) -> tuple[int, bytes]:
+    def _read_pdu(self, doing: str, timeout: float, deadline: float | None = None) -> tuple[int, bytes]:
+        """The next PDU (type, body), read by ``deadline`` (default: ``timeout`` from now) whatever the peer
+        does; its length is checked against what we announced before anything is allocated for it."""
         if self._pending:
             return self._pending.pop(0)
-        head = self._recv_exact(6, doing, timeout)
+        if deadline is None:
+            deadline = time.monotonic() + timeout
+        head = self._recv_exact(6, doing, timeout, deadline)
         kind, length = _PDU_HEAD.unpack(head)
         if length > MAX_PDU:  # we announced MAX_PDU; a longer length is not allocated, whatever it says
             raise self._malformed(f"a message of {length:,} bytes, more than the {MAX_PDU:,} agreed")
-        body = self._recv_exact(length, doing, timeout) if length else b""
+        body = self._recv_exact(length, doing, timeout, deadline) if length else b""
         return kind, body
 
     def _malformed(self, what: str) -> AssociationLostError:
@@ -406,28 +417,40 @@ class Association:
             "The upload re-connects and tries again; if it keeps happening, check the receiver.",
         )
 
-    def _recv_exact(self, n: int, doing: str, timeout: float) -> bytes:
+    def _recv_exact(self, n: int, doing: str, timeout: float, deadline: float) -> bytes:
+        """``n`` bytes (``n`` <= :data:`MAX_PDU`) by ``deadline``: a peer sending a byte now and then cannot
+        stretch the wait, as each ``recv`` waits at most until the deadline."""
         buf = bytearray(n)
         view = memoryview(buf)
         got = 0
-        while got < n:
-            try:
-                k = self._sock.recv_into(view[got:])
-            except TimeoutError:
-                self.abort()
-                raise DicomTimeoutError(
-                    f"The DICOM receiver {self.endpoint} did not answer within {timeout:g} s ({doing}).",
-                    "It may be overloaded; the upload re-connects and tries again.",
-                ) from None
-            except OSError as exc:
-                raise self._lost(exc) from None
-            if k == 0:
-                self._close()
-                raise AssociationLostError(
-                    f"The DICOM receiver {self.endpoint} closed the connection ({doing}).",
-                    "The upload re-connects and sends the rest; if it keeps happening, check the receiver's log.",
-                )
-            got += k
+        io_timeout = self._sock.gettimeout()
+        try:
+            while got < n:
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0:
+                        raise TimeoutError
+                    if io_timeout is None or left < io_timeout:
+                        self._sock.settimeout(left)  # only near the deadline: no system call per read otherwise
+                    k = self._sock.recv_into(view[got:])
+                except TimeoutError:
+                    self.abort()
+                    raise DicomTimeoutError(
+                        f"The DICOM receiver {self.endpoint} did not answer within {timeout:g} s ({doing}).",
+                        "It may be overloaded; the upload re-connects and tries again.",
+                    ) from None
+                except OSError as exc:
+                    raise self._lost(exc) from None
+                if k == 0:
+                    self._close()
+                    raise AssociationLostError(
+                        f"The DICOM receiver {self.endpoint} closed the connection ({doing}).",
+                        "The upload re-connects and sends the rest; if it keeps happening, check the receiver's log.",
+                    )
+                got += k
+        finally:
+            if self._sock.fileno() >= 0 and self._sock.gettimeout() != io_timeout:
+                self._sock.settimeout(io_timeout)
         return bytes(buf)
 
     def _lost(self, exc: OSError) -> AssociationLostError:
@@ -509,14 +532,17 @@ def _elem(element: int, value: bytes) -> bytes:
 
 
 def _parse_response(command: bytes) -> tuple[int, int, str]:
-    """(MessageIDBeingRespondedTo, Status, ErrorComment) from a response command set."""
+    """(MessageIDBeingRespondedTo, Status, ErrorComment) from a response command set; :class:`acse.PduError`
+    when an element of the command group runs past its end (the peer's lengths are never taken on trust)."""
     pos, msg_id, status, comment = 0, -1, 0xFFFF, ""
     while pos + 8 <= len(command):
         group, element, length = _ELEM.unpack_from(command, pos)
-        value = command[pos + 8 : pos + 8 + length]
-        pos += 8 + length
         if group != 0x0000:
             break
+        if pos + 8 + length > len(command):
+            raise acse.PduError(f"command element (0000,{element:04X}) runs past the end of the command")
+        value = command[pos + 8 : pos + 8 + length]
+        pos += 8 + length
         if element == 0x0120 and length == 2:
             msg_id = struct.unpack("<H", value)[0]
         elif element == 0x0900 and length == 2:

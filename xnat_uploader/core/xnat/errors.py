@@ -97,6 +97,10 @@ class UnexpectedResponseError(XnatError):
     """The server answered with something that is not XNAT's API (a login page, a proxy page...)."""
 
 
+class AnswerTooLargeError(UnexpectedResponseError):
+    """The server's answer was larger than any XNAT answer to this request can be; it was not read."""
+
+
 # --- request level ------------------------------------------------------------------------------------
 
 
@@ -229,11 +233,25 @@ def password_expired(user: str, server: str, status: int | None = None) -> Passw
 
 # --- message extraction -------------------------------------------------------------------------------
 
-_H3 = re.compile(r"<h3>(.*?)</h3>", re.IGNORECASE | re.DOTALL)
-_TOMCAT_MESSAGE = re.compile(r"<b>(?:Message|Description)</b>\s*(.*?)</p>", re.IGNORECASE | re.DOTALL)
-_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
+# (opening, closing) of the places a message sits: Restlet's <h3>, Tomcat's "Message", a page title. Found by
+# two linear searches, not one lazy ``(.*?)`` pattern: that rescans the rest of the page from every opening
+# without a closing one, seconds for a 64 KB page of "<h3>" (a broken or hostile server's answer).
+_MESSAGE_PLACES = [
+    (re.compile(r"<h3>", re.IGNORECASE), re.compile(r"</h3>", re.IGNORECASE)),
+    (re.compile(r"<b>(?:Message|Description)</b>\s*", re.IGNORECASE), re.compile(r"</p>", re.IGNORECASE)),
+    (re.compile(r"<title>", re.IGNORECASE), re.compile(r"</title>", re.IGNORECASE)),
+]
+_TAG = re.compile(r"<[^<>]+>")  # no "<" inside, so a run of "<" without ">" is passed over once, not rescanned
 _MAX_DETAIL = 500
+
+
+def _between(text: str, opening: re.Pattern[str], closing: re.Pattern[str]) -> str | None:
+    """The text from the first ``opening`` to the next ``closing`` (``None`` when either is missing)."""
+    start = opening.search(text)
+    if start is None:
+        return None
+    end = closing.search(text, start.end())
+    return None if end is None else text[start.end() : end.start()]
 
 
 def extract_message(body: str) -> str:
@@ -247,10 +265,10 @@ def extract_message(body: str) -> str:
         return ""
     lowered = text[:200].lower()
     if lowered.startswith(("<html", "<!doctype")) or "<body" in lowered:
-        for pattern in (_H3, _TOMCAT_MESSAGE, _TITLE):
-            match = pattern.search(text)
-            if match and _TAG.sub("", match.group(1)).strip():
-                text = _TAG.sub("", match.group(1))
+        for opening, closing in _MESSAGE_PLACES:
+            found = _between(text, opening, closing)
+            if found is not None and _TAG.sub("", found).strip():
+                text = _TAG.sub("", found)
                 break
         else:
             text = _TAG.sub(" ", text)
@@ -472,13 +490,19 @@ def error_for_response(
     response: requests.Response, *, project: str | None = None, action: str = "", project_404: bool = True
 ) -> XnatError:
     """:func:`error_for_status` for a ``requests`` response (reads at most the first 64 KiB of the body)."""
-    try:
-        body = response.text[:65536]
-    except Exception:  # noqa: BLE001 - a broken body must not hide the status
-        body = ""
+    body = page_text(response)
     err = error_for_status(response.status_code, body, project=project, action=action, project_404=project_404)
     err.retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return err
+
+
+def page_text(response: requests.Response, limit: int = 65536) -> str:
+    """The start of an answer's body as text: its first ``limit`` characters, decoded by its charset (else
+    UTF-8), never the whole body (``requests``' ``text`` guesses the charset of all of it when none is given)."""
+    try:
+        return response.content[: 4 * limit].decode(response.encoding or "utf-8", "replace")[:limit]
+    except Exception:  # noqa: BLE001 - a broken body (or an unknown charset) must not hide the status
+        return ""
 
 
 def parse_retry_after(value: str | None) -> float | None:

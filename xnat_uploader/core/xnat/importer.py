@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from xnat_uploader.core.dicom.values import is_valid_uid
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.body import Body
-from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, parse_uri_list, project_of_uri
+from xnat_uploader.core.xnat.models import ArchiveRef, PrearchiveRef, parse_json, parse_uri_list, project_of_uri
 from xnat_uploader.core.xnat.server_info import DIRECT_ARCHIVE_MIN, IGNORE_UNPARSABLE_MIN, ServerInfo
 
 if TYPE_CHECKING:
@@ -386,7 +386,7 @@ def direct_archive_status(session: XnatSession, uri: str) -> str | None:
     """
     try:
         with session.request("GET", uri, action="reading a direct-archive session") as resp:
-            data = resp.json()
+            data = parse_json(resp.content)
     except E.NotFoundError:
         return None
     except ValueError:

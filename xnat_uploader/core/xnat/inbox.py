@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from xnat_uploader.core.errors import Cancelled
 from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.models import parse_json
 
 if TYPE_CHECKING:
     from xnat_uploader.core.xnat.session import XnatSession
@@ -96,7 +97,7 @@ def inbox_status(session: XnatSession, uri: str) -> InboxStatus:
         ) from None
     with resp:
         try:
-            return InboxStatus.parse(resp.json())
+            return InboxStatus.parse(parse_json(resp.content))
         except ValueError:
             raise E.UnexpectedResponseError(
                 f"The server's answer while {action} is not an inbox import status.",

@@ -19,6 +19,7 @@ from xnat_uploader.core.xnat.models import (
     ResourceInfo,
     Scan,
     Subject,
+    parse_json,
     parse_result_set,
     seg,
 )
@@ -36,7 +37,7 @@ def get_table(
     query = {**(params or {}), "format": "json"}
     with session.request("GET", path, params=query, action=action, project=project) as resp:
         try:
-            data = resp.json()
+            data = parse_json(resp.content)
         except ValueError:
             raise E.UnexpectedResponseError(
                 f"The server's answer while {action} is not JSON.",
@@ -249,7 +250,7 @@ def list_dicom_receivers(session: XnatSession) -> list[DicomReceiver]:
     """The server's DICOM receivers, enabled ones first (xnat-api.md 9). Any signed-in user may list them."""
     with session.request("GET", "/xapi/dicomscp", action="listing DICOM receivers") as resp:
         try:
-            rows = resp.json()
+            rows = parse_json(resp.content)
         except ValueError:
             rows = []
     out = []

@@ -23,6 +23,16 @@ def seg(value: str) -> str:
 # --- tables -------------------------------------------------------------------------------------------
 
 
+def parse_json(content: str | bytes) -> Any:
+    """A server's JSON answer decoded (UTF-8/16/32 told apart as ``requests``' ``json()`` does); ``ValueError``
+    for anything else, including what ``json`` gives up on with other errors: nesting deeper than Python's
+    recursion limit (``RecursionError``), or a number of more than 4,300 digits."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_result_set(data: Any) -> list[dict[str, str]]:
     """Rows of an XNAT JSON table (``{"ResultSet":{"Result":[...]}}``), every value as a string.
 
@@ -31,7 +41,7 @@ def parse_result_set(data: Any) -> list[dict[str, str]]:
     """
     if isinstance(data, str | bytes):
         try:
-            data = json.loads(data)
+            data = parse_json(data)
         except ValueError:
             raise E.UnexpectedResponseError(
                 "The server's answer is not the JSON table XNAT sends.",
@@ -46,7 +56,12 @@ def parse_result_set(data: Any) -> list[dict[str, str]]:
         ) from None
     if not isinstance(rows, list):
         raise E.UnexpectedResponseError("The server's table has no rows list.", "Is this an XNAT server?")
-    return [{str(k): _cell(v) for k, v in row.items()} for row in rows if isinstance(row, Mapping)]
+    try:
+        return [{str(k): _cell(v) for k, v in row.items()} for row in rows if isinstance(row, Mapping)]
+    except RecursionError:  # a cell nested as deep as the JSON decoder allows: not an XNAT table
+        raise E.UnexpectedResponseError(
+            "The server's table has cells nested too deeply.", "Is this an XNAT server?"
+        ) from None
 
 
 def total_records(data: Mapping[str, Any]) -> int | None:
@@ -94,12 +109,7 @@ def parse_uri_list(text: str | bytes) -> list[str]:
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and line not in out:
-            out.append(line)
-    return out
+    return list(dict.fromkeys(line for line in map(str.strip, text.splitlines()) if line and line[0] != "#"))
 
 
 # --- references ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from xnat_uploader.core.xnat.models import (
     ArchiveRef,
     PrearchiveRef,
     PrearchiveSession,
+    parse_json,
     parse_result_set,
     parse_uri_list,
 )
@@ -219,7 +220,7 @@ def _batch(
         retries=0,
     ) as resp:
         try:
-            rows = parse_result_set(resp.json())
+            rows = parse_result_set(parse_json(resp.content))
         except ValueError:
             rows = []
     return [PrearchiveSession.from_row(r) for r in rows]

@@ -5,7 +5,6 @@ Thread-safe: each function is one request through an :class:`XnatSession`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from urllib.parse import quote
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.body import Body
 from xnat_uploader.core.xnat.listing import experiment_path
-from xnat_uploader.core.xnat.models import seg
+from xnat_uploader.core.xnat.models import parse_json, seg
 
 if TYPE_CHECKING:
     from xnat_uploader.core.xnat.session import XnatSession
@@ -86,7 +85,7 @@ def parse_duplicates(text: str) -> tuple[str, ...]:
     if not text.startswith("{"):
         return ()
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except ValueError:
         return ()
     dups = data.get("duplicates") if isinstance(data, dict) else None

@@ -24,7 +24,6 @@ Pure functions apart from :func:`read_series_filters` (two GETs); any thread.
 
 from __future__ import annotations
 
-import json
 import logging
 import operator
 import re
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from xnat_uploader.core.xnat import errors as E
-from xnat_uploader.core.xnat.models import parse_result_set, seg
+from xnat_uploader.core.xnat.models import parse_json, parse_result_set, seg
 
 if TYPE_CHECKING:
     from xnat_uploader.core.dicom.records import InstanceRecord
@@ -113,11 +112,11 @@ def _matches(pattern: str, value: str | None) -> bool:
 def parse_filter(contents: str, scope: str = SITE) -> SeriesFilter:
     """A filter from the config row's ``contents`` (JSON), as ``DicomFilterService.buildSeriesImportFilter``."""
     try:
-        data = json.loads(contents) if contents.strip() else {"mode": "blacklist", "list": ""}
+        data = parse_json(contents) if contents.strip() else {"mode": "blacklist", "list": ""}
+        while isinstance(data, dict) and isinstance(data.get("contents", data.get("content")), str):
+            data = parse_json(data.get("contents", data.get("content")))  # a filter saved inside another
     except ValueError:
         return SeriesFilter(scope, "", problem="its settings are not readable")
-    while isinstance(data, dict) and isinstance(data.get("contents", data.get("content")), str):
-        data = json.loads(data.get("contents", data.get("content")))  # a filter saved inside another
     if not isinstance(data, dict):
         return SeriesFilter(scope, "", problem="its settings are not readable")
     mode = str(data.get("mode", ""))
@@ -297,7 +296,7 @@ def _config_row(session: XnatSession, path: str) -> dict[str, str] | None:
         ) as resp:
             if resp.status_code == 204 or not resp.content.strip():
                 return None
-            rows = parse_result_set(resp.json())
+            rows = parse_result_set(parse_json(resp.content))
     except (
         E.NotFoundError, E.PermissionDeniedError, E.AuthenticationError, E.ProjectAccessError,
         E.UnexpectedResponseError, ValueError,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.models import parse_json
 
 if TYPE_CHECKING:
     from xnat_uploader.core.xnat.session import XnatSession
@@ -71,7 +71,7 @@ class ServerInfo:
 def parse_build_info(data: Any) -> ServerInfo:
     """Build a :class:`ServerInfo` from the buildInfo JSON (every value a string; "Unknown" when unset)."""
     if isinstance(data, str | bytes):
-        data = json.loads(data)
+        data = parse_json(data)
     if not isinstance(data, dict):
         raise E.UnexpectedResponseError(
             "The server's build information is not in the expected form.", "Is this an XNAT server?"
@@ -102,7 +102,7 @@ def get_server_info(session: XnatSession) -> ServerInfo:
         return _legacy_version(session)
     with resp:
         try:
-            return parse_build_info(resp.json())
+            return parse_build_info(parse_json(resp.content))
         except ValueError:
             raise E.UnexpectedResponseError(
                 "The server's build information is not valid JSON.",

@@ -37,11 +37,13 @@ from requests.adapters import HTTPAdapter
 
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.xnat import errors as E
+from xnat_uploader.core.xnat.answer import AnswerLimit, AnswerTooLarge
 from xnat_uploader.core.xnat.body import Body, PreparedBody, StreamBody, prepare_body
-from xnat_uploader.core.xnat.direct import DirectSender
+from xnat_uploader.core.xnat.direct import DirectSender, read_limited
 from xnat_uploader.core.xnat.transport import (
     USER_AGENT,
     ConnectionOptions,
+    answer_too_large,
     normalize_url,
     redact_path,
     transport_error,
@@ -58,6 +60,8 @@ log = logging.getLogger(__name__)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SIGN_IN_ANSWERS = frozenset({301, 302, 303, 307, 308, 403})  # where an expired password can show
 _SESSION_ID = re.compile(r"[A-Za-z0-9._\-]{8,256}")
+_SIGN_IN_LIMIT = AnswerLimit(frozenset({200}), 64 << 10)  # a session id (or a page saying why not)
+_WHO_LIMIT = AnswerLimit(frozenset({200}), 1 << 20)  # a user name, or a small JSON record
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -165,9 +169,13 @@ class XnatSession:
                 auth=(self.user, self._password.reveal()),
                 timeout=self.options.timeout,
                 allow_redirects=False,
+                stream=True,
             )
+            read_limited(resp, _SIGN_IN_LIMIT)
         except requests.RequestException as exc:
             raise transport_error(exc, self.options, "signing in") from None
+        except AnswerTooLarge as exc:
+            raise answer_too_large(exc, "signing in") from None
         with resp:
             problem = self._sign_in_problem(resp)
             if problem is None and resp.status_code == 401:
@@ -175,7 +183,7 @@ class XnatSession:
                     "XNAT did not accept the user name or password.",
                     "Check them, and sign in on the XNAT web page to see whether the account is locked or expired.",
                     status=401,
-                    detail=E.extract_message(resp.text),
+                    detail=E.extract_message(E.page_text(resp)),
                 )
             if problem is not None:
                 self._refused = problem
@@ -228,7 +236,7 @@ class XnatSession:
         """An expired password (or disabled account) in any answer: XNAT's redirect to its change page, or 403."""
         if resp.status_code not in _SIGN_IN_ANSWERS:
             return None
-        body = resp.text if resp.status_code == 403 else ""
+        body = E.page_text(resp) if resp.status_code == 403 else ""
         location = resp.headers.get("Location") or ""
         return E.sign_in_problem(resp.status_code, location, body, user=self.user, server=self.base_url)
 
@@ -255,7 +263,9 @@ class XnatSession:
 
     def _ask_who(self, jsession: str | None) -> str | None:
         for path in (WHO_AM_I, WHO_AM_I_OLD):
-            resp = self._send("GET", path, None, prepare_body(None), None, None, jsession, "checking the sign-in", None)
+            resp = self._send(
+                "GET", path, None, prepare_body(None), None, None, jsession, "checking the sign-in", None, _WHO_LIMIT
+            )
             with resp:
                 problem = self._sign_in_problem(resp)
                 if problem is not None:
@@ -300,6 +310,7 @@ class XnatSession:
                     headers={"Cookie": f"JSESSIONID={jsession}"},
                     timeout=self.options.timeout,
                     allow_redirects=False,
+                    stream=True,  # the answer's body is never read (whatever its size)
                 )
                 resp.close()
                 log.info("Signed out of %s (HTTP %s)", self.base_url, resp.status_code)
@@ -394,8 +405,10 @@ class XnatSession:
             self._renew(generation)
             generation, jsession = self._current()
 
+        limit = AnswerLimit(frozenset(expected))
+
         def send(cookie: str | None) -> requests.Response:
-            resp = self._send(method, path, params, prepared, form, headers, cookie, action, timeout)
+            resp = self._send(method, path, params, prepared, form, headers, cookie, action, timeout, limit)
             problem = self._sign_in_problem(resp)
             if problem is not None:
                 resp.close()
@@ -456,7 +469,9 @@ class XnatSession:
         jsession: str | None,
         action: str,
         timeout: tuple[float, float] | None,
+        limit: AnswerLimit,
     ) -> requests.Response:
+        """Send once and read the answer (at most what ``limit`` allows for its status: :mod:`.answer`)."""
         all_headers = dict(headers or {})
         if jsession:
             all_headers["Cookie"] = f"JSESSIONID={jsession}"
@@ -467,7 +482,7 @@ class XnatSession:
         started = time.monotonic()
         try:
             if direct is not None and plan is not None:
-                resp = direct.send(method, plan, data, all_headers, timeout)
+                resp = direct.send(method, plan, data, all_headers, timeout, limit)
             else:
                 resp = self._http.request(
                     method,
@@ -477,10 +492,15 @@ class XnatSession:
                     headers=all_headers,
                     timeout=timeout,
                     allow_redirects=False,
+                    stream=True,
                 )
+                read_limited(resp, limit)
         except requests.RequestException as exc:
             log.info("%s %s: %s", method, redact_path(path), type(exc).__name__)
             raise transport_error(exc, self.options, action) from None
+        except AnswerTooLarge as exc:
+            log.info("%s %s: answer over %d bytes, not read", method, redact_path(path), exc.limit)
+            raise answer_too_large(exc, action) from None
         except ValueError as exc:  # a StreamBody whose length was wrong
             raise E.XnatError(
                 "The upload data changed while it was being sent.",

@@ -19,6 +19,8 @@ from xnat_uploader.core.xnat import errors as E
 if TYPE_CHECKING:
     import requests
 
+    from xnat_uploader.core.xnat.answer import AnswerTooLarge
+
 USER_AGENT = f"xnat-uploader/{__version__}"
 # redact_path (from core.redact) stays importable here: the session logs its requests with it.
 __all__ = [
@@ -99,6 +101,18 @@ def sends_in_clear(url: str) -> bool:
         return not ipaddress.ip_address(parts.hostname or "").is_loopback
     except ValueError:  # a name
         return True
+
+
+def answer_too_large(exc: AnswerTooLarge, action: str = "") -> E.AnswerTooLargeError:
+    """The user error for an answer over the client's limit (:mod:`.answer`). Pure; any thread."""
+    doing = f" while {action}" if action else ""
+    size = f"{exc.limit / (1 << 20):g} MB" if exc.limit >= 1 << 20 else f"{exc.limit // 1024} KB"
+    return E.AnswerTooLargeError(
+        f"XNAT answered with more data than expected{doing} (more than {size}), so the answer was not used.",
+        "Check the server address: something other than XNAT may be answering there. If it is right, "
+        "send the details to your XNAT administrator.",
+        detail=f"announced {exc.announced} bytes" if exc.announced is not None else "",
+    )
 
 
 def transport_error(exc: requests.RequestException, options: ConnectionOptions, action: str = "") -> E.XnatError:

@@ -24,7 +24,8 @@ GUEST = "guest"
 
 _AUTH_ANSWER = re.compile(r"User '(.*)' is logged in")
 _JSESSION_COOKIE = re.compile(r"(?:^|[,;]\s*)JSESSIONID=([^;,\s]+)")
-_EXPIRATION_COOKIE = re.compile(r'SESSION_EXPIRATION_TIME="?\d+,(\d+)')
+_EXPIRATION_COOKIE = re.compile(r'SESSION_EXPIRATION_TIME="?\d+,(\d{1,15})(?!\d)')  # longer: not a time-out
+_MAX_AUTH_ANSWER = 1024  # "User '<login>' is logged in": XNAT logins are at most 255 characters
 
 
 def user_in_answer(path: str, text: str) -> str | None:
@@ -35,7 +36,9 @@ def user_in_answer(path: str, text: str) -> str | None:
     """
     text = text.strip()
     if path == WHO_AM_I_OLD:
-        match = _AUTH_ANSWER.search(text)
+        # The answer is one short line; searching only its start keeps a long odd answer from costing minutes
+        # (the pattern's ".*" rescans the line from every "User '").
+        match = _AUTH_ANSWER.search(text[:_MAX_AUTH_ANSWER])
         text = match.group(1) if match else ""
     return text if text and text != GUEST else None
 

@@ -21,7 +21,7 @@ import errno
 import io
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http.client import (
     BadStatusLine,
     HTTPException,
@@ -39,6 +39,8 @@ from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Timeout
+
+from xnat_uploader.core.xnat import answer
 
 _MAX_LINE = 65536  # http.client's limits
 _MAX_HEADERS = 100
@@ -131,12 +133,13 @@ class _Reader:
             have += len(chunk)
         return b"".join(parts) if len(parts) > 1 else parts[0]
 
-    def rest(self) -> bytes:
-        parts = [self.buf]
-        self.buf = b""
-        while chunk := self.sock.recv(1 << 20):
-            parts.append(chunk)
-        return b"".join(parts)
+    def pieces(self) -> Iterator[bytes]:
+        """What is left on the connection up to its end, in pieces of at most :data:`answer.PIECE` bytes."""
+        if self.buf:
+            piece, self.buf = self.buf, b""
+            yield piece
+        while chunk := self.sock.recv(answer.PIECE):
+            yield chunk
 
     def header_lines(self) -> list[bytes]:
         """Header lines up to the empty one (``http.client._read_headers``)."""
@@ -226,19 +229,23 @@ class Reply:
         if not self._will_close and not self._chunked and self._length is None:
             self._will_close = True  # the body ends with the connection
 
-    def read(self) -> bytes:
-        """The whole body, decoded as urllib3 decodes it. Raises what urllib3's ``HTTPResponse.read`` raises."""
+    def read(self, limit: int = answer.MAX_ANSWER, cut: bool = False) -> bytes:
+        """The whole body, decoded as urllib3 decodes it. Raises what urllib3's ``HTTPResponse.read`` raises.
+
+        At most ``limit`` bytes (before and after decoding) are read: beyond them :class:`answer.AnswerTooLarge`,
+        or with ``cut`` the first ``limit`` bytes (and the connection is closed).
+        """
         clean = False
         try:
             try:
-                body = self._body()
+                body, complete = self._body(limit, cut)
             except TimeoutError as exc:
                 raise ReadTimeoutError(self._pool, None, "Read timed out.") from exc  # type: ignore[arg-type]
             except BaseSSLError as exc:
                 raise SSLError(exc) from exc
             except (HTTPException, OSError) as exc:  # IncompleteRead included
                 raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
-            if self._reader.buf:
+            if self._reader.buf or not complete:
                 self._will_close = True  # more than the answer arrived: the connection's state is unknown
             clean = True
         finally:
@@ -252,28 +259,48 @@ class Reply:
                 body=io.BytesIO(body), headers=self.headers, status=self.status, preload_content=False,
                 decode_content=True,
             )  # fmt: skip
-            body = decoded.read()
+            # In pieces: a few KB of gzip can stand for gigabytes (urllib3 bounds each piece it decodes).
+            try:
+                body = answer.gather(decoded.stream(answer.PIECE, decode_content=True), limit, cut)[0]
+            except urllib3.exceptions.DecodeError:
+                if not cut:
+                    raise
+                body = b""  # the start of an error page that does not decode: its status says enough
         return body
 
-    def _body(self) -> bytes:
+    def _body(self, limit: int, cut: bool) -> tuple[bytes, bool]:
+        """The raw body up to ``limit`` bytes, and whether it ended within them (see :meth:`read`)."""
         reader = self._reader
         if self._chunked:
-            parts = []
-            while True:
-                line = reader.line("chunk size")
-                size_text = line.split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise IncompleteRead(b"".join(parts)) from None
-                if size == 0:
-                    reader.header_lines()  # trailers, discarded as http.client does
-                    return b"".join(parts)
-                parts.append(reader.exactly(size))
-                reader.exactly(2)  # the CRLF after the chunk
+            return answer.gather(self._chunks(), limit, cut)
         if self._length is not None:
-            return reader.exactly(self._length) if self._length else b""
-        return reader.rest()
+            answer.check_announced(self._length, limit, cut)  # before a byte of it is read
+            if self._length > limit:
+                return reader.exactly(limit), False
+            return (reader.exactly(self._length) if self._length else b""), True
+        return answer.gather(reader.pieces(), limit, cut)
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The pieces of a chunked body (``http.client``'s ``_read_chunked``), never a whole chunk at once:
+        a chunk's size is the server's word."""
+        reader = self._reader
+        while True:
+            line = reader.line("chunk size")
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise IncompleteRead(b"") from None
+            if size < 0:
+                raise IncompleteRead(b"")
+            if size == 0:
+                reader.header_lines()  # trailers, discarded as http.client does
+                return
+            while size:
+                piece = reader.exactly(min(size, answer.PIECE))
+                size -= len(piece)
+                yield piece
+            reader.exactly(2)  # the CRLF after the chunk
 
 
 def _will_close(version: str, headers: HTTPHeaderDict) -> bool:
