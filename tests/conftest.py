@@ -11,7 +11,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any QApplication
 
 import keyring  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 from keyring.backend import KeyringBackend  # noqa: E402
+
+# Property tests (tests/security) draw the same examples on every run, so the suite and CI pass or fail alike;
+# HYPOTHESIS_PROFILE=explore draws new ones each run (and keeps failures in .hypothesis/) to look further.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 class MemoryKeyring(KeyringBackend):

@@ -352,8 +352,12 @@ def test_parallel_uploads_of_one_study_end_in_one_session(sandbox, tmp_path):
     def send_zip(batch):
         return Api(sandbox.url).import_zip(zip_of(batch), PROJECT_ID="DEMO", EXPT_LABEL="PAR").text
 
-    def send_one(f):
-        return Api(sandbox.url).import_dicom(f.path, PROJECT_ID="DEMO", EXPT_LABEL="PARG").text
+    def send_one(f):  # named, as XNAT's clients must: unnamed files of one series collide on "upload.dcm"
+        return (
+            Api(sandbox.url)
+            .import_dicom(f.path, f"{f.sop_instance_uid}.dcm", PROJECT_ID="DEMO", EXPT_LABEL="PARG")
+            .text
+        )
 
     with ThreadPoolExecutor(8) as pool:
         zip_uris = set(pool.map(send_zip, batches))

@@ -235,7 +235,8 @@ def _scan_tar(path: str, cancel: threading.Event | None) -> Iterator[Item]:
     except OSError as exc:
         yield Rejected(path, os_error_reason(exc, "archive")), 0
         return
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, TypeError) as exc:
+        # TypeError: tarfile's stream reader on a gzip header cut short (``ord()`` of nothing, CPython 3.11)
         yield Rejected(path, _not_archive_reason(path, exc)), 0
         return
     seen: set[str] = set()
