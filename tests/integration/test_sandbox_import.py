@@ -349,8 +349,9 @@ def test_parallel_uploads_of_one_study_end_in_one_session(sandbox, tmp_path):
     many = study(tmp_path, seed=12, series=4, instances=10)
     batches = [many[i::4] for i in range(4)]
 
-    def send_zip(batch):
-        return Api(sandbox.url).import_zip(zip_of(batch), PROJECT_ID="DEMO", EXPT_LABEL="PAR").text
+    def send_zip(batch):  # entries named per instance: parallel zips with the same entry names collide (XNAT too)
+        names = {f.path: f"{f.series_uid[-4:]}/{f.sop_instance_uid}.dcm" for f in batch}
+        return Api(sandbox.url).import_zip(zip_named(names), PROJECT_ID="DEMO", EXPT_LABEL="PAR").text
 
     def send_one(f):  # named, as XNAT's clients must: unnamed files of one series collide on "upload.dcm"
         return (
@@ -438,3 +439,15 @@ def test_idle_sessions_auto_archive_by_project_code_and_direct_archive(sandbox_f
         time.sleep(0.02)
     assert where == {"IDLE": "archive", "DIRECT": "archive"}
     assert api.rows("/data/projects/AUTO/experiments")[0]["label"] == "IDLE"
+
+
+def zip_named(names: dict) -> bytes:
+    """A zip of the files given as path -> entry name."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for path, name in names.items():
+            z.write(path, name)
+    return buf.getvalue()
