@@ -50,3 +50,24 @@ def make_index(tmp_path) -> Callable[..., DicomIndex]:
         return build_index(result.instances, result.rejected)
 
     return make
+
+
+@pytest.fixture
+def fresh_memory():
+    """No password kept in memory from another test (the keyring-less fallback), before and after."""
+    from xnat_uploader.core.credentials import forget_memory
+
+    forget_memory()
+    yield
+    forget_memory()
+
+
+@pytest.fixture
+def bar(qtbot, make_controller):
+    """The toolbar's server bar over a controller with empty settings."""
+    from xnat_uploader.core.settings import Settings
+    from xnat_uploader.gui.widgets.server_bar import ServerBar
+
+    widget = ServerBar(make_controller(settings=Settings()))
+    qtbot.addWidget(widget)
+    return widget

@@ -11,10 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from xnat_uploader.core import settings as settings_mod
-from xnat_uploader.core.credentials import forget_memory
-from xnat_uploader.core.settings import ServerEntry, Settings
+from xnat_uploader.core.settings import ServerEntry
 from xnat_uploader.core.xnat.transport import PLAIN_HTTP_REASON
-from xnat_uploader.gui.widgets.server_bar import ServerBar
 
 SCREENSHOT_DIR = "XNAT_UPLOADER_SCREENSHOTS"  # set it to keep the dialogs' pictures
 
@@ -26,18 +24,7 @@ def shots(tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memory():
-    forget_memory()
-    yield
-    forget_memory()
-
-
-@pytest.fixture
-def bar(qtbot, make_controller) -> ServerBar:
-    widget = ServerBar(make_controller(settings=Settings()))
-    qtbot.addWidget(widget)
-    return widget
+pytestmark = pytest.mark.usefixtures("fresh_memory")  # no password remembered from another test
 
 
 def _question(qtbot, dialog):

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from xnat_uploader.core import settings as settings_mod
-from xnat_uploader.core.credentials import SERVICE, account_name, forget_memory
+from xnat_uploader.core.credentials import SERVICE, account_name
 from xnat_uploader.core.errors import UserError
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.settings import ServerEntry, Settings
@@ -24,18 +24,7 @@ from xnat_uploader.gui.widgets.server_bar import ServerBar
 PASSWORD = "s3cret-Pw-42"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memory():
-    forget_memory()
-    yield
-    forget_memory()
-
-
-@pytest.fixture
-def bar(qtbot, make_controller) -> ServerBar:
-    widget = ServerBar(make_controller(settings=Settings()))
-    qtbot.addWidget(widget)
-    return widget
+pytestmark = pytest.mark.usefixtures("fresh_memory")  # no password remembered from another test
 
 
 def expected_error(url: str, user: str, password: str) -> UserError:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -265,3 +267,13 @@ def truncated_un(path: Path, *, big_endian: bool = False, wanted: bool = True) -
     cut = element(*tag, b"UN", b"TRUNCATED-VALUE!", big=big_endian, length=0xFFFFFFF0)
     path.write_bytes(file_meta(EXPLICIT_BE if big_endian else EXPLICIT_LE, sop) + head + cut)
     return path
+
+
+def run_cli(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``xnat-uploader ARGS`` in a child process with its own app folder; the result and the seconds it took."""
+    env = dict(os.environ, XNAT_UPLOADER_CONFIG_DIR=str(tmp_path / "app"), XNAT_PASS="admin")
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "xnat_uploader", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+    return out, time.monotonic() - start

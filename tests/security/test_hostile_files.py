@@ -34,6 +34,7 @@ from tests.security.hostile_inputs import (
     evil_uid_file,
     folder_with_links_out,
     marked_file,
+    run_cli,
     truncated_un,
     zip_of_large_members,
 )
@@ -55,15 +56,6 @@ from xnat_uploader.core.transfer.zipstream import ZipStream
 from xnat_uploader.core.xnat.importer import stored_name
 
 PEAK_LIMIT_MB = 300  # the whole security corpus, scanned in one process
-
-
-def _cli(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], float]:
-    env = dict(os.environ, XNAT_UPLOADER_CONFIG_DIR=str(tmp_path / "app"), XNAT_PASS="admin")
-    start = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-m", "xnat_uploader", *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
-    return out, time.monotonic() - start
 
 
 def _peak(fn):
@@ -198,7 +190,7 @@ def test_a_climbing_uid_is_a_finding_and_never_a_name(corpus, tmp_path):
 
 @pytest.mark.parametrize("mode", ["zip", "gradual"])
 def test_a_climbing_uid_uploads_under_safe_names(corpus, tmp_path, sandbox, mode):  # noqa: F811
-    out, seconds = _cli(
+    out, seconds = run_cli(
         tmp_path, "upload", str(corpus / "evil"), "--url", sandbox.url, "--user", "admin", "-P", "DEMO",
         "--mode", mode, "--json",
     )  # fmt: skip
@@ -260,7 +252,7 @@ def test_files_without_a_study_uid_are_left_out_and_the_rest_is_uploaded(tmp_pat
     shutil.copytree(source, folder)
     for name in _without_series_number(folder):
         (folder / name).unlink()  # not about this issue: see the note in the report (verification by scan number)
-    out, seconds = _cli(tmp_path, "upload", str(folder), "--url", sandbox.url, "--user", "admin", "-P", "DEMO",
+    out, seconds = run_cli(tmp_path, "upload", str(folder), "--url", sandbox.url, "--user", "admin", "-P", "DEMO",
                         "--json")  # fmt: skip
     assert out.returncode == 3, out.stderr
     result = json.loads(out.stdout)

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -25,6 +21,7 @@ from tests.security.hostile_inputs import (
     dicomdir_pointing_out,
     folder_with_links_out,
     marked_file,
+    run_cli,
     tar_with_links_and_climbing_names,
     zip_with_climbing_names,
 )
@@ -35,15 +32,6 @@ from xnat_uploader.core.queue.store import FileRow, FileState
 from xnat_uploader.core.transfer.base import open_source
 from xnat_uploader.core.transfer.dicom_zip import _member
 from xnat_uploader.core.transfer.zipstream import ZipStream
-
-
-def _cli(tmp_path: Path, *args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
-    env = dict(os.environ, XNAT_UPLOADER_CONFIG_DIR=str(tmp_path / "app"), XNAT_PASS="admin")
-    start = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-m", "xnat_uploader", *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
-    return out, time.monotonic() - start
 
 
 @pytest.fixture
@@ -63,7 +51,7 @@ def test_dicomdir_entries_outside_its_folder_are_reported_and_never_opened(tmp_p
     assert sorted(r.path for r in outside_rows) == [str(outside)] * 2  # via "..", and by absolute path
 
     # The command line: exit 0 (the scan completed), the reason next to each entry, nothing marked.
-    out, seconds = _cli(tmp_path, "scan", str(dicomdir), "--json")
+    out, seconds = run_cli(tmp_path, "scan", str(dicomdir), "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert MARK not in out.stdout
@@ -94,7 +82,7 @@ def test_links_leading_out_of_the_chosen_folder_are_reported_and_not_followed(tm
     assert [Path(r.path).name for r in result.instances] in (["own.dcm"], ["inside_link.dcm"])
     assert MARK not in {r.patient_id for r in result.instances}
 
-    out, seconds = _cli(tmp_path, "scan", str(root), "--json")
+    out, seconds = run_cli(tmp_path, "scan", str(root), "--json")
     assert out.returncode == 0, out.stderr
     assert MARK not in out.stdout
     assert [r["reason"] for r in json.loads(out.stdout)["rejected"]] == [OUTSIDE_LINK, OUTSIDE_LINK]
@@ -146,7 +134,7 @@ def test_upload_of_a_zip_with_climbing_names_writes_nothing_outside(tmp_path, sa
     absolute = tmp_path / "evil_absolute.dcm"
     members = zip_with_climbing_names(chosen / "climbing.zip", chosen / "x.dcm", absolute)
     before = sorted(str(p) for p in tmp_path.rglob("*") if "app" not in p.parts)
-    out, seconds = _cli(
+    out, seconds = run_cli(
         tmp_path, "upload", str(chosen), "--url", sandbox.url, "--user", "admin", "-P", "DEMO", "--json"
     )
     assert out.returncode == 0, out.stderr
