@@ -31,6 +31,7 @@ from xnat_uploader.core.transfer.encoding import (
     encoding_problem,
     read_meta,
     sendable,
+    streamable,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Expected explicit VR, but found implicit VR:UserWarning")
@@ -109,6 +110,17 @@ def test_standard_elements_written_as_unknown_get_their_vr() -> None:
     sent = dataset_to_send(bad, ts)
     assert bytes(sent[4:6]) == b"CS"
     assert values(read_sent(sent, ts)) == values(pydicom.dcmread(get_testdata_file("CT_small.dcm")))
+
+
+def test_streamable_from_the_first_bytes_exactly_when_the_whole_file_goes_as_it_is() -> None:
+    ct, ts = load("CT_small.dcm")
+    odd = with_element(ct, struct.pack("<HH2sH", 0x0099, 0x0010, b"LO", 3) + b"XYZ")
+    files = [(ct, ts), load("image_dfl.dcm"), (odd, ts), load("SC_rgb_jpeg.dcm"), load("MR_small_implicit.dcm")]
+    for data, syntax in files:
+        as_is = isinstance(sent := dataset_to_send(data, syntax), memoryview) and sent.obj is data
+        assert streamable(data[:4096], len(data), syntax) == (dataset_offset(data) if as_is else None)
+    # Where the head ends before the first element, the file is read whole (and checked there).
+    assert streamable(ct[: dataset_offset(ct) + 4], len(ct), ts) is None
 
 
 @pytest.mark.parametrize(

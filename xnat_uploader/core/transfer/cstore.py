@@ -8,7 +8,9 @@ association, more kinds make more association groups); split each group over ``w
 associations in parallel threads; each association is reused for all its files. A file goes in its
 own transfer syntax when the receiver takes it, else converted by pydicom; a file whose bytes a
 receiver could not read as they are (odd length, implicit VR under an explicit header) is made right
-first (:mod:`.encoding`). The wire work is in :mod:`.dimse`, which keeps the GIL mostly released
+first (:mod:`.encoding`). A large file (or archive member) sent as it is is streamed a fragment at a time
+(:class:`_Stream`), so a worker never holds it whole; re-written, converted or routed copies are made in
+memory, as pydicom needs. The wire work is in :mod:`.dimse`, which keeps the GIL mostly released
 (socket calls, hashing), so threads are enough.
 
 Per instance, the receiver's status decides: success and warnings (0xB000, 0xB006, 0xB007) are
@@ -31,14 +33,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
-from xnat_uploader.core.dicom.reader import NotDicom, read_bytes, read_file
+from xnat_uploader.core.dicom.reader import NotDicom, read_file, read_stream
 from xnat_uploader.core.errors import Cancelled, UserError
 from xnat_uploader.core.queue.store import FileRow
 from xnat_uploader.core.transfer import dimse
@@ -52,7 +55,14 @@ from xnat_uploader.core.transfer.dimse import (
     OddLengthError,
     group_contexts,
 )
-from xnat_uploader.core.transfer.encoding import LOSSLESS, CannotSendError, dataset_to_send, read_meta, sendable
+from xnat_uploader.core.transfer.encoding import (
+    LOSSLESS,
+    CannotSendError,
+    dataset_to_send,
+    read_meta,
+    sendable,
+    streamable,
+)
 from xnat_uploader.core.transfer.store_status import is_retryable, is_warning, refusal, status_words
 
 log = logging.getLogger(__name__)
@@ -66,6 +76,8 @@ MAX_LOGGED_WARNINGS = 20  # per run, one history line each; the rest are counted
 ACK_BATCH, ACK_SECONDS = 16, 0.5  # acknowledged files are recorded in the queue at least this often
 FILE_TRIES = 3  # sends of one file on fresh associations after a drop, before the file is marked failed
 DROPS_IN_A_ROW = 3  # files failed that way one after the other: the receiver is the problem, the job stops
+STREAM_ABOVE = 1 << 20  # larger files sent as they are go streamed, a fragment at a time, never held whole
+STREAM_HEAD = 64 * 1024  # read first to find the data set's start and check its encoding
 
 
 @dataclass(frozen=True)
@@ -220,7 +232,7 @@ class CStoreTransport:
                 try:
                     if f.member:
                         with open_source(f.path, f.member) as fh:
-                            rec = read_bytes(fh.read(), f.path, f.member)
+                            rec = read_stream(fh, f.size, f.path, f.member)
                     else:
                         rec = read_file(f.path)
                 except NotDicom as exc:
@@ -264,13 +276,16 @@ class CStoreTransport:
                     self._reject_all(ctx, [item], stats, _not_accepted(item))
                     i += 1
                     continue
-                data = self._read(item)
+                # The common large file goes as it is, streamed; the rest (small, re-written, routed) from memory.
+                stream = _Stream.open(item) if send_as == item.transfer_syntax and comment is None else None
+                data = b"" if stream is not None else self._read(item)
                 digest: list[str] = []
                 try:
-                    payload = dataset_to_send(data, item.transfer_syntax, send_as, comment)
+                    payload = stream or dataset_to_send(data, item.transfer_syntax, send_as, comment)
                     answer = assoc.store(
                         item.sop_class, item.row.sop_uid, send_as, payload,
-                        while_waiting=lambda d=data, out=digest: out.append(hashlib.sha256(d).hexdigest()),
+                        while_waiting=lambda d=data, s=stream, out=digest: out.append(
+                            s.hash.hexdigest() if s is not None else hashlib.sha256(d).hexdigest()),
                     )  # fmt: skip
                 except CannotSendError as exc:  # found before a byte went out: the association goes on
                     self._reject_all(ctx, [item], stats, exc.reason)
@@ -292,10 +307,13 @@ class CStoreTransport:
                         continue
                     self._back_off(ctx, item, exc, attempts, stop)  # waits; raises when it cannot help
                     continue
+                finally:
+                    if stream is not None:
+                        stream.close()
                 drops = 0
                 status = answer.status
                 if status == 0x0000 or is_warning(status):
-                    acks.add(item.row.id, digest[0], len(data))
+                    acks.add(item.row.id, digest[0], item.row.size)
                     with stats.lock:
                         stats.sent += 1
                         if status:
@@ -365,11 +383,7 @@ class CStoreTransport:
         with open_source(item.row.path, item.row.member) as fh:
             data = fh.read()
         if len(data) != item.row.size:
-            raise UserError(
-                f"{item.row.member or item.row.path} changed size since it was scanned ({item.row.size} -> "
-                f"{len(data)} bytes).",
-                "Scan the folder again before uploading; files must not change during an upload.",
-            )
+            raise _changed(item, f"{len(data)} bytes")
         return data
 
     @staticmethod
@@ -404,6 +418,67 @@ class CStoreTransport:
         total = sum(stats.warnings.values())
         ctx.store.log(ctx.job.id, "warnings", f"{total} instance(s) stored with warnings ({parts})")
         ctx.meter.set_phase("sending", f"{total} instance(s) stored with warnings")
+
+
+def _changed(item: _Item, now: str) -> UserError:
+    return UserError(
+        f"{item.row.member or item.row.path} changed size since it was scanned ({item.row.size} -> {now}).",
+        "Scan the folder again before uploading; files must not change during an upload.",
+    )
+
+
+class _Stream:
+    """A large file's (or archive member's) data set, read and hashed a fragment at a time as it is sent.
+
+    A :class:`.dimse.DatasetStream`: its length is the scanned size minus the preamble and meta. A file
+    that turns out shorter or longer raises the same "changed size" error as a file read whole, before the
+    data set's last fragment goes out, so the receiver never stores a copy that differs from the scan.
+    """
+
+    def __init__(self, item: _Item, fh: BinaryIO, head: bytes, offset: int) -> None:
+        self.item, self.fh = item, fh
+        self.hash = hashlib.sha256(head)  # of the whole file, as the receipts record it
+        self.pending = head[offset:]
+        self.length = self.left = item.row.size - offset
+
+    @classmethod
+    def open(cls, item: _Item) -> _Stream | None:
+        """The file opened for streaming, or ``None`` when it is small or needs re-writing (read it whole)."""
+        if item.row.size <= STREAM_ABOVE:
+            return None
+        fh = open_source(item.row.path, item.row.member)
+        try:
+            if not item.row.member and (now := os.fstat(fh.fileno()).st_size) != item.row.size:
+                raise _changed(item, f"{now} bytes")
+            head = fh.read(STREAM_HEAD)
+            offset = streamable(head, item.row.size, item.transfer_syntax)
+            if offset is not None:
+                return cls(item, fh, head, offset)
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()
+        return None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __bool__(self) -> bool:  # an open stream, whatever its length
+        return True
+
+    def read(self, n: int) -> bytes:
+        part, self.pending = self.pending[:n], self.pending[n:]
+        if len(part) < n:
+            more = self.fh.read(n - len(part))
+            self.hash.update(more)
+            part = part + more if part else more
+        self.left -= len(part)
+        if len(part) < n or (self.left == 0 and self.fh.read(1)):
+            raise _changed(item=self.item, now="shorter" if len(part) < n else "longer")
+        return part
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 def _not_accepted(item: _Item) -> str:

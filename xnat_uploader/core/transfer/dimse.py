@@ -28,6 +28,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from xnat_uploader import __version__
 from xnat_uploader.core.transfer import acse
@@ -155,6 +156,14 @@ class Endpoint:
         return f"{self.called_aet}@{self.host}:{self.port}"
 
 
+class DatasetStream(Protocol):
+    """A data set read as it is sent: its length, known in advance, and ``read(n)`` giving exactly ``n`` bytes."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, n: int) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class StoreStatus:
     """A C-STORE-RSP: ``status`` (0x0000 success) and the receiver's error comment, if any."""
@@ -235,10 +244,14 @@ class Association:
         return self._read_response(msg_id).status
 
     def store(
-        self, sop_class: str, sop_uid: str, transfer_syntax: str, dataset: bytes | memoryview,
+        self, sop_class: str, sop_uid: str, transfer_syntax: str, dataset: bytes | memoryview | DatasetStream,
         while_waiting: Callable[[], object] | None = None,
     ) -> StoreStatus:  # fmt: skip
         """Send one instance (its dataset bytes, already in ``transfer_syntax``); returns the receiver's status.
+
+        ``dataset`` may be a :class:`DatasetStream` (a large file or archive member): it is read one fragment
+        at a time, so memory stays at a fragment whatever the file's size. A read that fails mid-way aborts
+        the association (the receiver drops the incomplete message) and its error is raised.
 
         ``while_waiting`` is called once the request is sent, before the answer is read: work done there
         (a checksum) overlaps the receiver's work instead of adding to each file's round trip.
@@ -249,22 +262,36 @@ class Association:
         context_id = self.accepted.get((sop_class, transfer_syntax))
         if context_id is None:
             raise NoContextError("The receiver did not accept this SOP class / transfer syntax.")
-        view = memoryview(dataset)
-        if len(view) % 2:
+        stream: DatasetStream | None = None
+        if isinstance(dataset, (bytes, bytearray, memoryview)):
+            view = memoryview(dataset)
+        else:
+            stream, view = dataset, memoryview(b"")
+        size = len(view) if stream is None else len(stream)
+        if size % 2:
             raise OddLengthError(
-                f"The file's data set has an odd length ({len(view)} bytes), which DICOM does not allow.",
+                f"The file's data set has an odd length ({size} bytes), which DICOM does not allow.",
                 "It was not sent; the receiver would break off the connection.",
             )
         chunk = self._fragment_size()
         msg_id = self._next_id()
         self._send_pdv(context_id, _command(sop_class, 0x0001, msg_id, sop_uid), 0x03)
-        if not view:
+        if not size:
             self._send_pdv(context_id, b"", 0x02)
-        for start in range(0, len(view), chunk):
+        for start in range(0, size, chunk):
             if start:
                 self._check_peer()  # an A-ABORT mid-dataset ends the wait now, not at the time-out
-            part = view[start : start + chunk]
-            self._send_pdv(context_id, part, 0x02 if start + chunk >= len(view) else 0x00)
+            if stream is None:
+                part: bytes | memoryview = view[start : start + chunk]
+            else:
+                try:
+                    part = stream.read(want := min(chunk, size - start))
+                    if len(part) != want:  # the PDV would not carry the length its header says
+                        raise ValueError(f"a data set stream gave {len(part)} bytes for {want}")
+                except BaseException:
+                    self.abort()  # half a message sent: the association cannot carry another
+                    raise
+            self._send_pdv(context_id, part, 0x02 if start + chunk >= size else 0x00)
         if while_waiting is not None:
             while_waiting()
         return self._read_response(msg_id)

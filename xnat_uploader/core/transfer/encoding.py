@@ -117,6 +117,20 @@ def encoding_problem(dataset: bytes | memoryview, transfer_syntax: str) -> str |
     return None
 
 
+def streamable(head: bytes, size: int, transfer_syntax: str) -> int | None:
+    """Where the data set starts, when a file of ``size`` bytes whose first bytes are ``head`` can be sent as it is.
+
+    The same checks as :func:`dataset_to_send` makes on a whole file, from its length and first element:
+    ``None`` when the file needs re-writing (or ``head`` ends before its first data set element), so the
+    caller reads it whole and lets :func:`dataset_to_send` fix it.
+    """
+    offset = read_meta(head)[0]
+    first = min(8, size - offset)  # what encoding_problem looks at
+    if first < 0 or offset + first > len(head) or (size - offset) % 2:
+        return None
+    return offset if encoding_problem(head[offset : offset + first], transfer_syntax) is None else None
+
+
 def sendable(transfer_syntax: str) -> tuple[str, ...]:
     """The transfer syntaxes a file in ``transfer_syntax`` can be sent in, its own first."""
     return (transfer_syntax, *LOSSLESS.get(transfer_syntax, ()))
