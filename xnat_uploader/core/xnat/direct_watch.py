@@ -28,10 +28,8 @@ from xnat_uploader.core.xnat.settle import (
     Target,
     WaitFn,
     Watch,
-    answer_lost,
     call_cancellable,
     look,
-    not_sent,
     plain_status,
 )
 
@@ -114,13 +112,9 @@ def follow_direct_archive(
             except E.NotFoundError:
                 triggered = True  # no longer a direct-archive session: see where it went
             except E.XnatError as exc:
-                if not_sent(exc):
-                    watch.tell(f"{exc.message} Trying again shortly.")
-                    watch.pause(doing)
-                    continue
-                why = answer_lost(exc)
+                why = watch.lost_answer(exc, doing)
                 if not why:
-                    raise
+                    continue
                 sends, triggered, lost = sends + 1, True, why
         direct = look(lambda: direct_archive_status(session, uri), cancel)
         found: object = None

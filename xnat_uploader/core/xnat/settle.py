@@ -154,6 +154,18 @@ class Watch:
         if self.on_wait is not None:
             self.on_wait(message)
 
+    def lost_answer(self, exc: E.XnatError, doing: str) -> str:
+        """After a request failed: ``""`` when it never reached XNAT (the back-off step is slept: send it again);
+        why its answer is missing when XNAT may have done the work; ``exc`` raised when XNAT answered with it."""
+        if not_sent(exc):
+            self.tell(f"{exc.message} Trying again shortly.")
+            self.pause(doing)
+            return ""
+        why = answer_lost(exc)
+        if not why:
+            raise exc
+        return why
+
     def pause(self, what: str) -> None:
         """Sleep the next back-off step; :class:`StillRunningError` past the limit, :class:`Cancelled` on cancel."""
         if self.waited >= self.limit:
@@ -340,14 +352,10 @@ def settle_action(
                 sent = False  # refused: something else holds the session; look, then decide
                 lost = lost or "XNAT answered that the session was busy (locked)"
             except E.XnatError as exc:
-                if not_sent(exc):
-                    sends -= 1
-                    watch.tell(f"{exc.message} Trying again shortly.")
-                    watch.pause(doing)
-                    continue
-                why = answer_lost(exc)
+                why = watch.lost_answer(exc, doing)
                 if not why:
-                    raise
+                    sends -= 1
+                    continue
                 log.info("No answer to %s (%s); asking XNAT what it did", what, type(exc).__name__)
                 sent, lost = True, why
             else:
