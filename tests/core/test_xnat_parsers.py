@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from xnat_uploader.core.redact import redact_path
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.body import StreamBody
 from xnat_uploader.core.xnat.importer import ArchiveFormat, ImportHandler, ImportOptions, ImportResult, Overwrite
@@ -22,7 +23,7 @@ from xnat_uploader.core.xnat.models import (
 )
 from xnat_uploader.core.xnat.resources import parse_duplicates
 from xnat_uploader.core.xnat.server_info import parse_build_info, parse_version
-from xnat_uploader.core.xnat.transport import normalize_url, redact_path
+from xnat_uploader.core.xnat.transport import normalize_url
 
 # xnat-api.md 4.3, example row.
 PREARC_ROW = (

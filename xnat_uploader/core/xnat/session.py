@@ -35,6 +35,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from xnat_uploader.core.redact import redact_path
 from xnat_uploader.core.secret import Secret
 from xnat_uploader.core.xnat import errors as E
 from xnat_uploader.core.xnat.answer import AnswerLimit, AnswerTooLarge
@@ -45,13 +46,12 @@ from xnat_uploader.core.xnat.transport import (
     ConnectionOptions,
     answer_too_large,
     normalize_url,
-    redact_path,
     transport_error,
 )
 from xnat_uploader.core.xnat.whoami import WHO_AM_I, WHO_AM_I_OLD, idle_timeout, other_session_cookie, user_in_answer
 
 __all__ = [
-    "USER_AGENT", "Body", "ConnectionOptions", "StreamBody", "XnatSession", "normalize_url", "redact_path",
+    "USER_AGENT", "Body", "ConnectionOptions", "StreamBody", "XnatSession", "normalize_url",
     "transport_error",
 ]  # fmt: skip
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from xnat_uploader import __version__
-from xnat_uploader.core.redact import redact_path
 from xnat_uploader.core.xnat import errors as E
 
 if TYPE_CHECKING:
@@ -22,9 +21,8 @@ if TYPE_CHECKING:
     from xnat_uploader.core.xnat.answer import AnswerTooLarge
 
 USER_AGENT = f"xnat-uploader/{__version__}"
-# redact_path (from core.redact) stays importable here: the session logs its requests with it.
 __all__ = [
-    "PLAIN_HTTP_REASON", "USER_AGENT", "ConnectionOptions", "normalize_url", "redact_path", "sends_in_clear",
+    "PLAIN_HTTP_REASON", "USER_AGENT", "ConnectionOptions", "normalize_url", "sends_in_clear",
     "transport_error",
 ]  # fmt: skip
 
